@@ -1,0 +1,89 @@
+/*
+ * The {vmid}.conf format: sections of key/value pairs, property strings and
+ * the schema that validates them.
+ */
+#ifndef QM_CONFIG_H
+#define QM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "qm/util.h"
+
+struct qm_conf_entry {
+    char *key;
+    char *value;
+};
+
+/*
+ * One section of a configuration file. The description (the leading '#'
+ * lines of a section) is kept as the entry "description", decoded, so that
+ * the API reads and writes it like any other property.
+ */
+struct qm_conf_section {
+    char *name;                     /* NULL for the current configuration */
+    struct qm_conf_entry *entries;  /* in file order */
+    size_t n;
+    size_t cap;
+};
+
+struct qm_conf {
+    int vmid;
+    struct qm_conf_section main;
+    struct qm_conf_section *pending;    /* [PENDING], with its "delete" entry; or NULL */
+    struct qm_conf_section *cloudinit;  /* [special:cloudinit], or NULL */
+    struct qm_conf_section *fleecing;   /* [special:fleecing], or NULL */
+    struct qm_conf_section *snapshots;  /* [name] sections in file order */
+    size_t nsnapshots;
+    char digest[41];                    /* SHA-1 of the raw file, hex */
+};
+
+/*
+ * Parses a configuration file. filename is used in messages and gives the
+ * VM id (".../8006.conf"). In strict mode the first invalid line or value is
+ * an error; otherwise it is skipped and a warning is appended to warnings
+ * (which may be NULL).
+ */
+int qm_conf_parse(const char *text, size_t len, const char *filename, bool strict,
+                  struct qm_conf **out, struct strvec *warnings, struct qm_error *err);
+/* Formats a configuration the way Proxmox VE writes it. The caller frees it. */
+char *qm_conf_format(const struct qm_conf *conf);
+struct qm_conf *qm_conf_new(int vmid);
+void qm_conf_free(struct qm_conf *conf);
+
+const char *qm_conf_get(const struct qm_conf_section *section, const char *key);
+/* Sets key to a copy of value, replacing an existing entry in place. */
+void qm_conf_set(struct qm_conf_section *section, const char *key, const char *value);
+/* Removes key; returns whether it was there. */
+bool qm_conf_unset(struct qm_conf_section *section, const char *key);
+
+/* {conf_dir}/{vmid}.conf: load (404 when missing) and atomic store. */
+int qm_conf_load(const struct qm_paths *paths, int vmid, struct qm_conf **out,
+                 struct qm_error *err);
+int qm_conf_store(const struct qm_paths *paths, const struct qm_conf *conf,
+                  struct qm_error *err);
+char *qm_conf_path(const struct qm_paths *paths, int vmid);
+
+/*
+ * Validates one property against the schema: the key must be known (or an
+ * indexed family member within range) and the value well formed. On error
+ * the message names the property and the reason; err->code is 400.
+ */
+int qm_conf_check_property(const char *key, const char *value, struct qm_error *err);
+
+/* A parsed property string such as "virtio=BC:24:11:00:00:01,bridge=vmbr0". */
+struct qm_propstr {
+    struct qm_conf_entry *items;   /* canonical sub-key names, in input order */
+    size_t n;
+};
+
+/*
+ * Parses value as the property string format of property key ("net0",
+ * "scsi1", "bios", ...): default keys, aliases, types, ranges and enums.
+ */
+int qm_propstr_parse(const char *key, const char *value, struct qm_propstr *out,
+                     struct qm_error *err);
+const char *qm_propstr_get(const struct qm_propstr *ps, const char *subkey);
+void qm_propstr_free(struct qm_propstr *ps);
+
+#endif
