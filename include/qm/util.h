@@ -100,6 +100,7 @@ struct qm_paths {
     char *priv_dir;      /* /etc/pve/priv: users' password hashes, tokens */
     char *local_dir;     /* /etc/pve/local: the node's certificate and key */
     char *api_socket;    /* /var/run/qemu-server/qmd.sock */
+    char *event_socket;  /* /var/run/qmeventd.sock: every QEMU connects back here */
 };
 
 /* Fills paths from root (NULL or "" for the system paths). */

@@ -128,6 +128,7 @@ void qm_paths_init(struct qm_paths *paths, const char *root)
     paths->lock_dir = qm_sprintf("%s%s/qemu-server", r, *r ? "/lock" : "/var/lock");
     paths->task_dir = qm_sprintf("%s%s/tasks", r, *r ? "/log" : "/var/log/pve");
     paths->api_socket = qm_sprintf("%s/qmd.sock", paths->run_dir);
+    paths->event_socket = qm_sprintf("%s%s/qmeventd.sock", r, *r ? "/run" : "/var/run");
 }
 
 void qm_paths_free(struct qm_paths *paths)
@@ -142,5 +143,6 @@ void qm_paths_free(struct qm_paths *paths)
     free(paths->lock_dir);
     free(paths->task_dir);
     free(paths->api_socket);
+    free(paths->event_socket);
     memset(paths, 0, sizeof(*paths));
 }
