@@ -41,8 +41,8 @@ struct qm_conf {
 /*
  * Parses a configuration file. filename is used in messages and gives the
  * VM id (".../8006.conf"). In strict mode the first invalid line or value is
- * an error; otherwise it is skipped and a warning is appended to warnings
- * (which may be NULL).
+ * an error. Otherwise it is skipped and a warning is appended to warnings
+ * (which may be NULL), except that keys unknown to the schema are kept.
  */
 int qm_conf_parse(const char *text, size_t len, const char *filename, bool strict,
                   struct qm_conf **out, struct strvec *warnings, struct qm_error *err);
@@ -57,7 +57,22 @@ void qm_conf_set(struct qm_conf_section *section, const char *key, const char *v
 /* Removes key; returns whether it was there. */
 bool qm_conf_unset(struct qm_conf_section *section, const char *key);
 
-/* {conf_dir}/{vmid}.conf: load (404 when missing) and atomic store. */
+/* Returns the [PENDING] section, creating an empty one when there is none. */
+struct qm_conf_section *qm_conf_pending(struct qm_conf *conf);
+/* Finds the snapshot section name, or NULL. */
+struct qm_conf_section *qm_conf_snapshot(const struct qm_conf *conf, const char *name);
+/* Adds an empty snapshot section, or empties an existing one of that name. */
+struct qm_conf_section *qm_conf_snapshot_add(struct qm_conf *conf, const char *name);
+bool qm_conf_snapshot_remove(struct qm_conf *conf, const char *name);
+/* Whether a section has a drive whose volume is a cloud-init image. */
+bool qm_conf_has_cloudinit(const struct qm_conf_section *section);
+/* Writes the SHA-1 of data as 40 hex digits and a NUL into out. */
+void qm_conf_digest(const char *data, size_t len, char out[41]);
+
+/*
+ * {conf_dir}/{vmid}.conf: load (404 when missing; read in non-strict mode
+ * with warnings logged) and atomic store. The caller holds the VM's lock.
+ */
 int qm_conf_load(const struct qm_paths *paths, int vmid, struct qm_conf **out,
                  struct qm_error *err);
 int qm_conf_store(const struct qm_paths *paths, const struct qm_conf *conf,
@@ -84,6 +99,16 @@ struct qm_propstr {
 int qm_propstr_parse(const char *key, const char *value, struct qm_propstr *out,
                      struct qm_error *err);
 const char *qm_propstr_get(const struct qm_propstr *ps, const char *subkey);
+/* Sets subkey (a canonical name) to a copy of value, replacing it in place. */
+void qm_propstr_set(struct qm_propstr *ps, const char *subkey, const char *value);
+bool qm_propstr_unset(struct qm_propstr *ps, const char *subkey);
 void qm_propstr_free(struct qm_propstr *ps);
+/*
+ * Prints a property string of property key in Proxmox VE's form: the default
+ * key first without "key=" (for net, the combined MODEL=MAC), then required
+ * sub-keys, then the rest, each group sorted; disk sizes in the largest exact
+ * unit. Returns NULL with err filled in when a value contains ','.
+ */
+char *qm_propstr_print(const char *key, const struct qm_propstr *ps, struct qm_error *err);
 
 #endif
