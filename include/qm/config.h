@@ -59,6 +59,26 @@ bool qm_conf_unset(struct qm_conf_section *section, const char *key);
 
 /* Returns the [PENDING] section, creating an empty one when there is none. */
 struct qm_conf_section *qm_conf_pending(struct qm_conf *conf);
+/*
+ * The pending deletions (the "delete" entry of [PENDING]). A forced deletion
+ * ("!key") frees a drive's volume instead of keeping it as unusedN. The
+ * entry is rewritten sorted by key, and removed when it becomes empty.
+ */
+/* Appends the keys to keys, or the forced ones to forced when it is not NULL. */
+void qm_conf_pending_deletes(const struct qm_conf *conf, struct strvec *keys,
+                             struct strvec *forced);
+bool qm_conf_pending_delete_has(const struct qm_conf *conf, const char *key, bool *force);
+/* Adds key, or updates its force flag. */
+void qm_conf_pending_delete_add(struct qm_conf *conf, const char *key, bool force);
+bool qm_conf_pending_delete_remove(struct qm_conf *conf, const char *key);
+
+/*
+ * Checks and normalizes a value the way the file reader does (booleans
+ * become 1/0, drives take their canonical form); enums and ranges are not
+ * checked here. Returns the value (caller frees) or NULL with err filled in.
+ */
+char *qm_conf_normalize_value(int vmid, const char *key, const char *value, struct qm_error *err);
+
 /* Finds the snapshot section name, or NULL. */
 struct qm_conf_section *qm_conf_snapshot(const struct qm_conf *conf, const char *name);
 /* Adds an empty snapshot section, or empties an existing one of that name. */

@@ -5,7 +5,11 @@
 
 #include "conf-internal.h"
 
-/* The reference's filename_to_volume_id: bare file names become volumes of storage local. */
+/*
+ * Maps a drive's file to a volume as qemu-server's filename_to_volume_id
+ * does. Bare names become volumes of storage local, and other paths outside
+ * /dev are rejected (NULL).
+ */
 static char *drive_file_to_volume(int vmid, const char *file, const char *media)
 {
     if (strcmp(file, "none") == 0 || strcmp(file, "cdrom") == 0 ||
@@ -26,9 +30,10 @@ static bool has_value(const struct qm_propstr *ps, const char *key)
 }
 
 /*
- * The checks the reference's parse_drive makes beyond the format. Legacy
- * bps/bps_rd/bps_wr become mbps/mbps_rd/mbps_wr of "0.000": the reference
- * converts the defined-flag, not the value, and this keeps its output.
+ * Applies the checks that qemu-server's parse_drive makes beyond the format.
+ * Legacy bps/bps_rd/bps_wr become mbps/mbps_rd/mbps_wr of "0.000", because
+ * qemu-server 9.2.6 converts the defined-flag instead of the value, and this
+ * keeps its output.
  */
 static bool normalize_drive(const char *key, struct qm_propstr *drive)
 {
@@ -183,6 +188,20 @@ int qm_conf_read_value(bool fleecing, int vmid, const char *key, const char *val
     }
     *normalized = strip_quotes(value);
     return 0;
+}
+
+char *qm_conf_normalize_value(int vmid, const char *key, const char *value, struct qm_error *err)
+{
+    char *normalized = NULL;
+    bool known;
+    struct qm_error why;
+    int rc = qm_conf_read_value(false, vmid, key, value, &normalized, &known, &why);
+
+    if (rc == -2)
+        qm_fail(err, 400, "unable to parse value of '%s'", key);
+    else if (rc < 0)
+        qm_fail(err, 400, "unable to parse value of '%s' - %s", key, why.msg);
+    return rc == 0 ? normalized : NULL;
 }
 
 int qm_conf_check_property(const char *key, const char *value, struct qm_error *err)

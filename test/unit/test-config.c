@@ -290,6 +290,54 @@ static void section_set_get_unset(void **state)
     qm_conf_free(conf);
 }
 
+static void pending_delete_list(void **state)
+{
+    struct qm_conf *conf = parse_ok("cores: 1\n[PENDING]\ndelete: scsi1; !net0 ,tags net0\n", true);
+    struct strvec keys = { 0 };
+    struct strvec forced = { 0 };
+    bool force = false;
+
+    qm_conf_pending_deletes(conf, &keys, &forced);
+    assert_int_equal(keys.n, 2);
+    assert_string_equal(keys.v[0], "scsi1");
+    assert_string_equal(keys.v[1], "tags");
+    assert_int_equal(forced.n, 1);
+    assert_string_equal(forced.v[0], "net0");
+    assert_true(qm_conf_pending_delete_has(conf, "net0", &force));
+    assert_true(force);
+    assert_false(qm_conf_pending_delete_has(conf, "net1", NULL));
+
+    qm_conf_pending_delete_add(conf, "agent", false);
+    assert_string_equal(qm_conf_get(conf->pending, "delete"), "agent,!net0,scsi1,tags");
+    assert_true(qm_conf_pending_delete_remove(conf, "net0"));
+    assert_false(qm_conf_pending_delete_remove(conf, "net0"));
+    assert_string_equal(qm_conf_get(conf->pending, "delete"), "agent,scsi1,tags");
+    assert_true(qm_conf_pending_delete_remove(conf, "agent"));
+    assert_true(qm_conf_pending_delete_remove(conf, "scsi1"));
+    assert_true(qm_conf_pending_delete_remove(conf, "tags"));
+    assert_null(qm_conf_get(conf->pending, "delete"));
+
+    sv_free(&keys);
+    sv_free(&forced);
+    qm_conf_free(conf);
+}
+
+static void normalize_value_like_reader(void **state)
+{
+    struct qm_error err = { 0 };
+    char *value = qm_conf_normalize_value(100, "onboot", "true", &err);
+
+    assert_string_equal(value, "1");
+    free(value);
+    value = qm_conf_normalize_value(100, "scsi0", "local:vm-100-disk-0,size=2048M,cache=none", &err);
+    assert_string_equal(value, "local:vm-100-disk-0,cache=none,size=2G");
+    free(value);
+    assert_null(qm_conf_normalize_value(100, "sockets", "x", &err));
+    assert_string_equal(err.msg, "unable to parse value of 'sockets' - type check ('integer') failed - got 'x'");
+    assert_null(qm_conf_normalize_value(100, "ide0", "local:iso/x.iso,media=cdrom,format=raw", &err));
+    assert_string_equal(err.msg, "unable to parse value of 'ide0'");
+}
+
 static void load_and_store(void **state)
 {
     char root[] = "/tmp/test-config-XXXXXX";
@@ -507,6 +555,8 @@ int main(void)
         cmocka_unit_test(format_pending_empty_description),
         cmocka_unit_test(format_encodes_description),
         cmocka_unit_test(section_set_get_unset),
+        cmocka_unit_test(pending_delete_list),
+        cmocka_unit_test(normalize_value_like_reader),
         cmocka_unit_test(load_and_store),
         cmocka_unit_test(propstr_net_model_alias),
         cmocka_unit_test(propstr_default_key_and_alias),
