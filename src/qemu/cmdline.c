@@ -993,7 +993,11 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         sv_push(&g->cmd, "--all-tasks");
         sv_push(&g->cmd, affinity);
     }
-    sv_push(&g->cmd, caps->binary);
+    /* A VM of another architecture than the host's runs in that architecture's emulator. */
+    if (strcmp(g->arch, in->host->arch) == 0)
+        sv_push(&g->cmd, caps->binary);
+    else
+        sv_pushf(&g->cmd, "/usr/bin/qemu-system-%s", g->arch);
     /* "-id" exists only in Proxmox builds; upstream QEMU rejects it. */
     if (g->pve) {
         sv_push(&g->cmd, "-id");

@@ -206,6 +206,8 @@ static void run_parse_config(const char *dir, struct tally *t)
     free(input_dir);
 }
 
+#include "cfg2cmd.c"
+
 struct mode {
     const char *name;
     /* Whether dir is laid out for this mode. */
@@ -215,6 +217,7 @@ struct mode {
 
 static const struct mode modes[] = {
     { "parse-config", detect_parse_config, run_parse_config },
+    { "cfg2cmd", detect_cfg2cmd, run_cfg2cmd },
 };
 
 static int usage(void)
