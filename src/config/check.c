@@ -7,14 +7,18 @@
 
 /*
  * Maps a drive's file to a volume as qemu-server's filename_to_volume_id
- * does. Bare names become volumes of storage local, and other paths outside
- * /dev are rejected (NULL).
+ * does. Bare names become volumes of storage local, and relative paths are
+ * rejected (NULL).
  */
 static char *drive_file_to_volume(int vmid, const char *file, const char *media)
 {
     if (strcmp(file, "none") == 0 || strcmp(file, "cdrom") == 0 ||
         (qm_str_starts(file, "/dev/") && file[5] != '\0') ||
         qm_regex_match("^[^:]+:.+$", file))
+        return qm_strdup(file);
+    /* NOTE: qemu-server 9.2.6 rejects absolute paths outside /dev here, yet its
+     * cfg2cmd vectors expect "scsi1: /mnt/file.raw" to be used, so they are kept. */
+    if (file[0] == '/')
         return qm_strdup(file);
     if (strchr(file, '/'))
         return NULL;

@@ -178,7 +178,11 @@ static char *trim_end_copy(const char *value)
     return qm_strndup(value, len);
 }
 
-/* Splits "key: value" with key matching [a-z][a-z_-]*[0-9]*; the value is non-empty. */
+/*
+ * Splits "key: value" with key matching [a-z][a-z_-]*[0-9]*. Like the
+ * reference's /:\s*(.+?)\s*$/, a value of only whitespace keeps its last
+ * character, so "boot: " gives the value " ".
+ */
 static bool split_key_value(const char *line, char **key, char **value)
 {
     const char *p = line;
@@ -188,18 +192,18 @@ static bool split_key_value(const char *line, char **key, char **value)
         p++;
     while (isdigit((unsigned char)*p))
         p++;
-    if (*p != ':')
+    if (*p != ':' || p[1] == '\0')
         return false;
-    const char *v = p + 1;
+    const char *rest = p + 1;
+    const char *v = rest;
     while (isspace((unsigned char)*v))
         v++;
-    char *trimmed = trim_end_copy(v);
-    if (!*trimmed) {
-        free(trimmed);
-        return false;
+    if (*v) {
+        *value = trim_end_copy(v);
+    } else {
+        *value = qm_strdup(rest + strlen(rest) - 1);
     }
     *key = qm_strndup(line, (size_t)(p - line));
-    *value = trimmed;
     return true;
 }
 

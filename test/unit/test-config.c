@@ -147,6 +147,8 @@ static void parse_strict_errors(void **state)
         { "net32: virtio\n", "vm 8006 - unable to parse value of 'net32' - unknown setting 'net32'" },
         { "cores 2\n", "vm 8006 - unable to parse config: cores 2" },
         { " cores: 2\n", "vm 8006 - unable to parse config:  cores: 2" },
+        { "cores:\n", "vm 8006 - unable to parse config: cores:" },
+        { "cores: \n", "vm 8006 - unable to parse value of 'cores' - type check ('integer') failed - got ' '" },
         { "delete: net0\n", "vm 8006 - property 'delete' is only allowed in [PENDING]" },
         { "name: -bad-\n", "vm 8006 - unable to parse value of 'name' - value does not look like a valid DNS name" },
         { "net0: bridge=vmbr0\n", "vm 8006 - unable to parse value of 'net0' - format error\nmodel: property is missing and it is not optional" },
@@ -184,6 +186,18 @@ static void parse_nonstrict_warns(void **state)
     assert_string_equal(qm_conf_get(&conf->main, "future-option"), "1");
     assert_string_equal(qm_conf_get(&conf->main, "memory"), "512");
     sv_free(&warnings);
+    qm_conf_free(conf);
+}
+
+static void parse_blank_value_kept(void **state)
+{
+    struct qm_conf *conf = parse_ok("boot: \nscsi1: /mnt/file.raw\n", true);
+
+    assert_string_equal(qm_conf_get(&conf->main, "boot"), " ");
+    assert_string_equal(qm_conf_get(&conf->main, "scsi1"), "/mnt/file.raw");
+    char *out = qm_conf_format(conf);
+    assert_string_equal(out, "boot:  \nscsi1: /mnt/file.raw\n");
+    free(out);
     qm_conf_free(conf);
 }
 
@@ -547,6 +561,7 @@ int main(void)
         cmocka_unit_test(parse_sections),
         cmocka_unit_test(parse_strict_errors),
         cmocka_unit_test(parse_nonstrict_warns),
+        cmocka_unit_test(parse_blank_value_kept),
         cmocka_unit_test(parse_duplicate_keys_last_wins),
         cmocka_unit_test(parse_rejects_strange_filename),
         cmocka_unit_test(format_orders_sections),
