@@ -388,13 +388,16 @@ static void bootorder_legacy(struct gen *g, const char *legacy, struct bootorder
 
 static int device_bootorder(struct gen *g, struct bootorder *b)
 {
-    const char *boot = gen_get(g, "boot");
+    /* An empty "boot:" line means no boot devices, not the legacy default. */
+    const char *boot = qm_conf_get(g->conf, "boot");
     struct qm_propstr ps = {0};
 
     if (!boot) {
         bootorder_legacy(g, NULL, b);
         return 0;
     }
+    if (*boot == '\0')
+        return 0;
     if (qm_propstr_parse("boot", boot, &ps, g->err) < 0)
         return -1;
     const char *legacy = ps_get(&ps, "legacy");
@@ -445,7 +448,7 @@ static void add_smbios(struct gen *g)
     qm_propstr_free(&ps);
 }
 
-static void add_usb_controllers(struct gen *g)
+static int add_usb_controllers(struct gen *g)
 {
     char addr[64];
     bool use_xhci = gen_machine_at_least(g, 7, 1, 0) &&
@@ -466,6 +469,12 @@ static void add_usb_controllers(struct gen *g)
         const char *v = gen_get(g, key);
         if (!v)
             continue;
+        /* Only qemu-xhci has more than the 5 ports of the old controllers. */
+        if (i >= 5 && !use_xhci)
+            return qm_fail(g->err, 400,
+                           "using usb%d is only possible with machine type >= 7.1 and ostype"
+                           " l26 or windows > 7",
+                           i);
         any_usb = true;
         if (strstr(v, "usb3=1") || strstr(v, "usb3=on") || strstr(v, "usb3=yes"))
             usb3 = true;
@@ -484,6 +493,7 @@ static void add_usb_controllers(struct gen *g)
         sv_push(&g->devices, "-device");
         sv_pushf(&g->devices, "nec-usb-xhci,id=xhci%s", addr);
     }
+    return 0;
 }
 
 struct vga {
@@ -691,10 +701,12 @@ static void add_agent(struct gen *g)
     qm_propstr_free(&ps);
 }
 
-/* Bridge MTU: the fixed host of the conformance cases has 1500 except vxlan bridges. */
+/*
+ * NOTE: bridge MTUs are fixed values, not read from /sys/class/net/BRIDGE/mtu:
+ * 1500, and 1450 for a bridge named vxlan_bridge.
+ */
 static int bridge_mtu(const char *bridge)
 {
-    /* TODO: read /sys/class/net/BRIDGE/mtu on a real host. */
     return strcmp(bridge, "vxlan_bridge") == 0 ? 1450 : 1500;
 }
 
@@ -1071,7 +1083,8 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         sv_pushf(&g->devices, "vmgenid,guid=%s", vmgenid);
     }
 
-    add_usb_controllers(g);
+    if (add_usb_controllers(g) < 0)
+        return -1;
 
     struct vga vga;
     parse_vga(g, &vga);
@@ -1376,7 +1389,33 @@ int qm_qemu_cmdline(const struct qm_cmdline_input *in, struct strvec *argv,
     g.winversion = qm_windows_version(ostype);
     g.pve = in->caps->pve_build;
 
-    /* NOTE: templates are started with the reduced configuration only qemu-server uses for backups. */
+    /*
+     * Templates only start for backups: keep the disks and what attaches
+     * them, and run without KVM and display like qemu-server does.
+     */
+    struct qm_conf_section template_conf = {0};
+    bool is_template = gen_bool(&g, "template", false);
+    if (is_template) {
+        static const char *const kept[] = {"scsihw", "bios", "name"};
+        qm_conf_set(&template_conf, "template", "1");
+        qm_conf_set(&template_conf, "kvm", "0");
+        qm_conf_set(&template_conf, "vga", "none");
+        for (size_t i = 0; i < QM_ARRAY_SIZE(kept); i++)
+            if (gen_get(&g, kept[i]))
+                qm_conf_set(&template_conf, kept[i], gen_get(&g, kept[i]));
+        for (size_t i = 0; i < g.conf->n; i++) {
+            const char *key = g.conf->entries[i].key;
+            if (qm_str_starts(key, "ide") || qm_str_starts(key, "scsi") ||
+                qm_str_starts(key, "virtio") || qm_str_starts(key, "sata") ||
+                strcmp(key, "efidisk0") == 0 || strcmp(key, "tpmstate0") == 0)
+                if (strcmp(key, "scsihw") != 0)
+                    qm_conf_set(&template_conf, key, g.conf->entries[i].value);
+        }
+        g.conf = &template_conf;
+        g.ostype = "";
+        g.winversion = 0;
+    }
+
     const char *m = gen_get(&g, "machine");
     int rc = 0;
     if (m && qm_propstr_parse("machine", m, &machine, err) < 0)
@@ -1385,8 +1424,17 @@ int qm_qemu_cmdline(const struct qm_cmdline_input *in, struct strvec *argv,
         rc = device_bootorder(&g, &bo);
     if (rc == 0)
         rc = generate(&g, &machine, &bo);
+    if (rc == 0 && is_template) {
+        /* Base volumes may be read-only, so writes go to a temporary overlay. */
+        sv_push(&g.cmd, "-snapshot");
+    }
     if (rc == 0)
         append_all(argv, &g.cmd);
+    for (size_t i = 0; i < template_conf.n; i++) {
+        free(template_conf.entries[i].key);
+        free(template_conf.entries[i].value);
+    }
+    free(template_conf.entries);
     qm_propstr_free(&machine);
     sv_free(&bo.keys);
     sv_free(&bo.values);
