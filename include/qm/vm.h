@@ -1,0 +1,87 @@
+/*
+ * The state machine of one VM. Operations (start, stop, shutdown, ...) queue
+ * behind each other and each runs as a task; QMP events and the QEMU process
+ * going away drive the state between operations.
+ */
+#ifndef QM_VM_H
+#define QM_VM_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "qm/node.h"
+#include "qm/task.h"
+
+enum qm_vm_state {
+    QM_VM_STOPPED,
+    QM_VM_STARTING,
+    QM_VM_RUNNING,
+    QM_VM_STOPPING,
+};
+
+enum qm_vm_op_kind {
+    QM_OP_START,
+    QM_OP_STOP,
+    QM_OP_SHUTDOWN,
+    QM_OP_REBOOT,
+    QM_OP_RESET,
+    QM_OP_SUSPEND,
+    QM_OP_RESUME,
+};
+
+/* Options of one operation; zero means the default. */
+struct qm_vm_op_params {
+    int timeout;            /* seconds; -1 for the operation's default */
+    bool force_stop;        /* shutdown: stop hard after the timeout */
+    bool skiplock;
+    bool paused;            /* start: leave the guest paused */
+    bool todisk;            /* suspend: hibernate (not supported yet) */
+};
+
+struct qm_vm_op;
+
+struct qm_vm {
+    struct qm_node *node;
+    int vmid;
+    enum qm_vm_state state;
+    char qmpstatus[32];     /* running, paused, prelaunch, suspended, shutdown, ... */
+    pid_t pid;
+    int pidfd;              /* readable once the QEMU process has exited */
+    uv_poll_t *pidfd_poll;
+    struct qmp *qmp;
+    time_t start_time;
+    char *running_qemu;     /* the version QEMU announced */
+    bool guest_shutdown;    /* QEMU reported SHUTDOWN: send quit once it is idle */
+    struct qm_vm_op *ops;   /* the running operation first, then the queued ones */
+    uv_timer_t timer;       /* deadlines of the running operation */
+    struct qm_vm *next;
+};
+
+struct qm_vm *qm_vm_new(struct qm_node *node, int vmid);
+/* Stops watching the VM (QEMU keeps running) and frees it once libuv is done. */
+void qm_vm_release(struct qm_vm *vm);
+
+/*
+ * Queues an operation as a task started by user; returns the task (whose
+ * UPID the API returns) or NULL with err filled in.
+ */
+struct qm_task *qm_vm_queue(struct qm_vm *vm, enum qm_vm_op_kind kind,
+                            const struct qm_vm_op_params *params, const char *user,
+                            struct qm_error *err);
+
+/*
+ * Looks for a QEMU left running by an earlier qmd (pidfile, live process
+ * with this VM's id, QMP socket) and reconnects to it without touching the
+ * guest.
+ */
+void qm_vm_recover(struct qm_vm *vm);
+
+const char *qm_vm_status(const struct qm_vm *vm);   /* "running" or "stopped" */
+bool qm_vm_is_running(const struct qm_vm *vm);
+/* Resident memory of the QEMU process in bytes, or 0. */
+unsigned long long qm_vm_rss(const struct qm_vm *vm);
+
+#endif

@@ -1,0 +1,932 @@
+/* API handlers under /nodes/{node}/qemu: list, create, config, status, power. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qm/config.h"
+#include "qm/json.h"
+#include "qm/qemu.h"
+#include "qm/qmp.h"
+#include "qm/storage.h"
+#include "qm/vm.h"
+#include "api.h"
+
+/* Parameters of create and config calls that are not configuration properties. */
+static const char *const non_config_params[] = {
+    "node", "vmid", "start", "pool", "storage", "digest", "delete", "revert", "skiplock",
+    "force", "background_delay", "unique", "archive", "bwlimit", "live-restore",
+    "ha-managed", "import-working-storage",
+};
+
+/* Keys whose values the API returns as JSON numbers, as Proxmox VE does. */
+static const char *const numeric_keys[] = {
+    "acpi", "autostart", "balloon", "cores", "cpulimit", "cpuunits", "freeze", "keephugepages",
+    "kvm", "localtime", "migrate_downtime", "migrate_speed", "numa", "onboot", "protection",
+    "reboot", "shares", "smp", "sockets", "tablet", "template", "vcpus",
+};
+
+static bool in_list(const char *const *list, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(list[i], s) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool is_number(const char *s)
+{
+    long long v;
+
+    if (*s == '-')
+        s++;
+    return qm_parse_int(s, &v);
+}
+
+static void add_value(struct strbuf *sb, const char *key, const char *value)
+{
+    if (in_list(numeric_keys, QM_ARRAY_SIZE(numeric_keys), key) && is_number(value))
+        sb_add(sb, value);
+    else
+        qm_json_add_string(sb, value);
+}
+
+static bool vm_exists(struct api_call *call, int vmid)
+{
+    char *path = qm_conf_path(&call->node->paths, vmid);
+    bool exists = access(path, F_OK) == 0;
+
+    free(path);
+    return exists;
+}
+
+/* Loads the VM's configuration or ends the call with a 404 or 500. */
+static struct qm_conf *load_conf(struct api_call *call)
+{
+    struct qm_conf *conf = NULL;
+    struct qm_error err;
+
+    if (qm_conf_load(&call->node->paths, call->vmid, &conf, &err) < 0) {
+        if (err.code == 404)
+            api_fail(call, 500, "Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist",
+                     call->node->name, call->vmid);
+        else
+            api_fail_error(call, &err);
+        return NULL;
+    }
+    return conf;
+}
+
+/* The memory of a configuration in MiB ("memory" may be "current=N"). */
+static long long conf_memory_mib(const struct qm_conf *conf)
+{
+    const char *value = qm_conf_get(&conf->main, "memory");
+
+    if (!value)
+        return 512;
+    const char *eq = strchr(value, '=');
+    return strtoll(eq ? eq + 1 : value, NULL, 10);
+}
+
+static long long conf_int(const struct qm_conf *conf, const char *key, long long fallback)
+{
+    const char *value = qm_conf_get(&conf->main, key);
+    long long n;
+
+    return value && qm_parse_int(value, &n) ? n : fallback;
+}
+
+static long long conf_cpus(const struct qm_conf *conf)
+{
+    long long vcpus = conf_int(conf, "vcpus", 0);
+
+    if (vcpus > 0)
+        return vcpus;
+    return conf_int(conf, "sockets", 1) * conf_int(conf, "cores", 1);
+}
+
+/* Appends the runtime figures shared by the list and status calls. */
+static void add_vm_status(struct strbuf *sb, struct api_call *call, const struct qm_conf *conf,
+                          int vmid)
+{
+    struct qm_vm *vm = qm_node_find_vm(call->node, vmid);
+    bool running = vm && qm_vm_is_running(vm);
+    const char *name = qm_conf_get(&conf->main, "name");
+    const char *lock = qm_conf_get(&conf->main, "lock");
+    const char *tags = qm_conf_get(&conf->main, "tags");
+
+    sb_addf(sb, "\"vmid\":%d,\"status\":\"%s\"", vmid, running ? "running" : "stopped");
+    sb_add(sb, ",\"name\":");
+    if (name) {
+        qm_json_add_string(sb, name);
+    } else {
+        char *fallback = qm_sprintf("VM %d", vmid);
+        qm_json_add_string(sb, fallback);
+        free(fallback);
+    }
+    sb_addf(sb, ",\"cpus\":%lld,\"maxmem\":%lld", conf_cpus(conf),
+            conf_memory_mib(conf) * 1024 * 1024);
+    sb_addf(sb, ",\"maxdisk\":0,\"disk\":0,\"netin\":0,\"netout\":0,\"diskread\":0,\"diskwrite\":0");
+    if (running) {
+        sb_addf(sb, ",\"pid\":%d,\"uptime\":%lld,\"mem\":%llu,\"cpu\":0", (int)vm->pid,
+                vm->start_time ? (long long)(time(NULL) - vm->start_time) : 0LL,
+                qm_vm_rss(vm));
+        sb_add(sb, ",\"qmpstatus\":");
+        qm_json_add_string(sb, vm->qmpstatus);
+        if (vm->running_qemu) {
+            sb_add(sb, ",\"running-qemu\":");
+            qm_json_add_string(sb, vm->running_qemu);
+        }
+    } else {
+        sb_add(sb, ",\"uptime\":0,\"mem\":0,\"cpu\":0,\"qmpstatus\":\"stopped\"");
+    }
+    if (lock) {
+        sb_add(sb, ",\"lock\":");
+        qm_json_add_string(sb, lock);
+    }
+    if (tags) {
+        sb_add(sb, ",\"tags\":");
+        qm_json_add_string(sb, tags);
+    }
+    if (conf_int(conf, "template", 0))
+        sb_add(sb, ",\"template\":1");
+}
+
+static int compare_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Returns the ids of every VM with a configuration file, sorted. */
+static int *list_vmids(struct qm_node *node, size_t *count)
+{
+    DIR *dir = opendir(node->paths.conf_dir);
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *entry;
+
+    *count = 0;
+    if (!dir)
+        return NULL;
+    while ((entry = readdir(dir))) {
+        long long vmid;
+        char *dot = strrchr(entry->d_name, '.');
+        if (!dot || strcmp(dot, ".conf") != 0)
+            continue;
+        char *digits = qm_strndup(entry->d_name, (size_t)(dot - entry->d_name));
+        bool ok = qm_parse_int(digits, &vmid) && vmid >= 100 && vmid <= 999999999;
+        free(digits);
+        if (!ok)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            ids = qm_realloc(ids, cap * sizeof(*ids));
+        }
+        ids[n++] = (int)vmid;
+    }
+    closedir(dir);
+    if (n)
+        qsort(ids, n, sizeof(*ids), compare_int);
+    *count = n;
+    return ids;
+}
+
+void api_vm_list(struct api_call *call)
+{
+    struct strbuf sb = {0};
+    size_t n;
+    int *ids = list_vmids(call->node, &n);
+
+    sb_addc(&sb, '[');
+    for (size_t i = 0; i < n; i++) {
+        struct qm_conf *conf = NULL;
+        if (qm_conf_load(&call->node->paths, ids[i], &conf, NULL) < 0)
+            continue;
+        if (sb.len > 1)
+            sb_addc(&sb, ',');
+        sb_addc(&sb, '{');
+        add_vm_status(&sb, call, conf, ids[i]);
+        sb_addc(&sb, '}');
+        qm_conf_free(conf);
+    }
+    sb_addc(&sb, ']');
+    free(ids);
+    api_reply(call, sb.buf);
+    sb_free(&sb);
+}
+
+void api_vm_index(struct api_call *call)
+{
+    if (!vm_exists(call, call->vmid)) {
+        api_fail(call, 500, "Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist",
+                 call->node->name, call->vmid);
+        return;
+    }
+    api_reply(call, "[{\"subdir\":\"config\"},{\"subdir\":\"pending\"},{\"subdir\":\"status\"},"
+                    "{\"subdir\":\"unlink\"},{\"subdir\":\"monitor\"},{\"subdir\":\"showcmd\"}]");
+}
+
+void api_vm_status_index(struct api_call *call)
+{
+    api_reply(call, "[{\"subdir\":\"current\"},{\"subdir\":\"start\"},{\"subdir\":\"stop\"},"
+                    "{\"subdir\":\"reset\"},{\"subdir\":\"shutdown\"},{\"subdir\":\"suspend\"},"
+                    "{\"subdir\":\"reboot\"},{\"subdir\":\"resume\"}]");
+}
+
+void api_vm_status_current(struct api_call *call)
+{
+    struct qm_conf *conf = load_conf(call);
+    struct strbuf sb = {0};
+
+    if (!conf)
+        return;
+    sb_addc(&sb, '{');
+    add_vm_status(&sb, call, conf, call->vmid);
+    const char *agent = qm_conf_get(&conf->main, "agent");
+    bool agent_on = agent && (agent[0] == '1' || strstr(agent, "enabled=1"));
+    sb_addf(&sb, ",\"agent\":%d,\"ha\":{\"managed\":0}", agent_on ? 1 : 0);
+    sb_addc(&sb, '}');
+    qm_conf_free(conf);
+    api_reply(call, sb.buf);
+    sb_free(&sb);
+}
+
+/*
+ * Validates every configuration parameter of the call, recording a
+ * parameter error for each bad one. Returns whether all are valid.
+ */
+static bool check_config_params(struct api_call *call)
+{
+    struct qm_error err;
+    bool ok = true;
+
+    for (size_t i = 0; i < call->keys.n; i++) {
+        const char *key = call->keys.v[i];
+        if (in_list(non_config_params, QM_ARRAY_SIZE(non_config_params), key))
+            continue;
+        if (qm_conf_check_property(key, call->values.v[i], &err) < 0) {
+            api_param_error(call, key, "%s", err.msg);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/*
+ * Gives a network device without a MAC address a random one with the
+ * prefix Proxmox VE uses (BC:24:11), as "MODEL=MAC,...". Returns a new value
+ * or NULL when value already has an address.
+ */
+static char *add_mac_address(const char *key, const char *value)
+{
+    static const char *const models[] = {
+        "e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551",
+        "i82557b", "i82559er", "ne2k_isa", "ne2k_pci", "pcnet", "rtl8139", "virtio",
+        "vmxnet3",
+    };
+    long long index;
+
+    if (!qm_str_starts(key, "net") || !qm_parse_int(key + 3, &index))
+        return NULL;
+    size_t len = strcspn(value, ",");
+    char *first = qm_strndup(value, len);
+    bool bare_model = in_list(models, QM_ARRAY_SIZE(models), first);
+    bool model_key = qm_str_starts(first, "model=");
+    if (!bare_model && !model_key) {
+        free(first);
+        return NULL;
+    }
+    if (model_key && strstr(value, "macaddr=")) {
+        free(first);
+        return NULL;
+    }
+    unsigned char raw[3] = {0};
+    FILE *f = fopen("/dev/urandom", "re");
+    if (f) {
+        if (fread(raw, 1, sizeof(raw), f) != sizeof(raw))
+            memset(raw, 0, sizeof(raw));
+        fclose(f);
+    }
+    const char *model = bare_model ? first : first + strlen("model=");
+    char *result = qm_sprintf("%s=BC:24:11:%02X:%02X:%02X%s", model, raw[0], raw[1], raw[2],
+                              value + len);
+    free(first);
+    return result;
+}
+
+static void reply_upid(struct api_call *call, const struct qm_task *task)
+{
+    struct strbuf sb = {0};
+
+    qm_json_add_string(&sb, task->upid);
+    api_reply(call, sb.buf);
+    sb_free(&sb);
+}
+
+void api_vm_create(struct api_call *call)
+{
+    struct qm_error err;
+    long long vmid = api_param_int(call, "vmid", 100, 999999999, 0);
+    bool start = api_param_bool(call, "start", false);
+
+    if (!api_param(call, "vmid"))
+        api_param_error(call, "vmid", "property is missing and it is not optional");
+    check_config_params(call);
+    if (api_has_param_errors(call)) {
+        api_param_errors_reply(call);
+        return;
+    }
+    call->vmid = (int)vmid;
+    if (vm_exists(call, call->vmid)) {
+        api_fail(call, 500, "unable to create VM %d: config file already exists", call->vmid);
+        return;
+    }
+    char id[16];
+    snprintf(id, sizeof(id), "%d", call->vmid);
+    struct qm_task *task = qm_task_start(&call->node->tasks, "qmcreate", id, call->user, &err);
+    if (!task) {
+        api_fail_error(call, &err);
+        return;
+    }
+
+    struct qm_conf *conf = qm_conf_new(call->vmid);
+    for (size_t i = 0; i < call->keys.n; i++) {
+        const char *key = call->keys.v[i];
+        if (in_list(non_config_params, QM_ARRAY_SIZE(non_config_params), key))
+            continue;
+        char *with_mac = add_mac_address(key, call->values.v[i]);
+        qm_conf_set(&conf->main, key, with_mac ? with_mac : call->values.v[i]);
+        free(with_mac);
+    }
+    if (!qm_conf_get(&conf->main, "smbios1")) {
+        /* Proxmox VE gives every new VM a unique SMBIOS UUID. */
+        unsigned char raw[16];
+        FILE *f = fopen("/dev/urandom", "re");
+        if (f && fread(raw, 1, sizeof(raw), f) == sizeof(raw)) {
+            raw[6] = (unsigned char)((raw[6] & 0x0f) | 0x40);
+            raw[8] = (unsigned char)((raw[8] & 0x3f) | 0x80);
+            char *uuid = qm_sprintf("uuid=%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+                                    "%02x%02x%02x%02x%02x%02x",
+                                    raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6],
+                                    raw[7], raw[8], raw[9], raw[10], raw[11], raw[12], raw[13],
+                                    raw[14], raw[15]);
+            qm_conf_set(&conf->main, "smbios1", uuid);
+            free(uuid);
+        }
+        if (f)
+            fclose(f);
+    }
+    int r = qm_mkdir_p(call->node->paths.conf_dir, 0755, &err);
+    if (r == 0)
+        r = qm_conf_store(&call->node->paths, conf, &err);
+    qm_conf_free(conf);
+    if (r < 0) {
+        qm_task_finish(task, err.msg);
+        api_fail_error(call, &err);
+        return;
+    }
+    qm_log(QM_LOG_INFO, call->vmid, "created by %s", call->user);
+    qm_task_finish(task, NULL);
+
+    if (start) {
+        struct qm_vm_op_params params = {.timeout = -1};
+        struct qm_vm *vm = qm_node_get_vm(call->node, call->vmid);
+        struct qm_task *start_task = qm_vm_queue(vm, QM_OP_START, &params, call->user, &err);
+        if (!start_task) {
+            api_fail_error(call, &err);
+            return;
+        }
+    }
+    reply_upid(call, task);
+}
+
+/* Appends "key":value members of a section, skipping keys in skip (may be NULL). */
+static void add_section(struct strbuf *sb, const struct qm_conf_section *section,
+                        const struct qm_conf_section *overlay, const char *deleted)
+{
+    for (size_t i = 0; i < section->n; i++) {
+        const char *key = section->entries[i].key;
+        if (overlay && qm_conf_get(overlay, key))
+            continue;
+        if (deleted) {
+            struct strvec list = {0};
+            bool gone = false;
+            char *copy = qm_strdup(deleted);
+            char *save = NULL;
+            for (char *k = strtok_r(copy, ",; ", &save); k; k = strtok_r(NULL, ",; ", &save)) {
+                if (strcmp(k[0] == '!' ? k + 1 : k, key) == 0)
+                    gone = true;
+            }
+            free(copy);
+            sv_free(&list);
+            if (gone)
+                continue;
+        }
+        if (sb->len > 1)
+            sb_addc(sb, ',');
+        qm_json_add_string(sb, key);
+        sb_addc(sb, ':');
+        add_value(sb, key, section->entries[i].value);
+    }
+}
+
+void api_vm_config_get(struct api_call *call)
+{
+    bool current = api_param_bool(call, "current", false);
+    const char *snapshot = api_param(call, "snapshot");
+    struct strbuf sb = {0};
+
+    if (api_has_param_errors(call)) {
+        api_param_errors_reply(call);
+        return;
+    }
+    struct qm_conf *conf = load_conf(call);
+    if (!conf)
+        return;
+    const struct qm_conf_section *section = &conf->main;
+    if (snapshot) {
+        if (current) {
+            qm_conf_free(conf);
+            api_fail(call, 400, "'current' and 'snapshot' cannot be used together");
+            return;
+        }
+        section = NULL;
+        for (size_t i = 0; i < conf->nsnapshots; i++) {
+            if (strcmp(conf->snapshots[i].name, snapshot) == 0)
+                section = &conf->snapshots[i];
+        }
+        if (!section) {
+            qm_conf_free(conf);
+            api_fail(call, 500, "snapshot '%s' does not exist", snapshot);
+            return;
+        }
+    }
+    sb_addc(&sb, '{');
+    if (!current && !snapshot && conf->pending) {
+        const char *deleted = qm_conf_get(conf->pending, "delete");
+        add_section(&sb, &conf->main, conf->pending, deleted);
+        for (size_t i = 0; i < conf->pending->n; i++) {
+            const char *key = conf->pending->entries[i].key;
+            if (strcmp(key, "delete") == 0)
+                continue;
+            if (sb.len > 1)
+                sb_addc(&sb, ',');
+            qm_json_add_string(&sb, key);
+            sb_addc(&sb, ':');
+            add_value(&sb, key, conf->pending->entries[i].value);
+        }
+    } else {
+        add_section(&sb, section, NULL, NULL);
+    }
+    if (sb.len > 1)
+        sb_addc(&sb, ',');
+    sb_add(&sb, "\"digest\":");
+    qm_json_add_string(&sb, conf->digest);
+    sb_addc(&sb, '}');
+    qm_conf_free(conf);
+    api_reply(call, sb.buf);
+    sb_free(&sb);
+}
+
+void api_vm_pending_get(struct api_call *call)
+{
+    struct qm_conf *conf = load_conf(call);
+    struct strbuf sb = {0};
+
+    if (!conf)
+        return;
+    const struct qm_conf_section *pending = conf->pending;
+    const char *deleted = pending ? qm_conf_get(pending, "delete") : NULL;
+    sb_addc(&sb, '[');
+    for (size_t i = 0; i < conf->main.n; i++) {
+        const char *key = conf->main.entries[i].key;
+        if (sb.len > 1)
+            sb_addc(&sb, ',');
+        sb_add(&sb, "{\"key\":");
+        qm_json_add_string(&sb, key);
+        sb_add(&sb, ",\"value\":");
+        add_value(&sb, key, conf->main.entries[i].value);
+        const char *change = pending ? qm_conf_get(pending, key) : NULL;
+        if (change) {
+            sb_add(&sb, ",\"pending\":");
+            add_value(&sb, key, change);
+        }
+        if (deleted) {
+            /* "!key" in the delete list means a forced delete. */
+            char *copy = qm_strdup(deleted);
+            char *save = NULL;
+            for (char *k = strtok_r(copy, ",; ", &save); k; k = strtok_r(NULL, ",; ", &save)) {
+                bool force = k[0] == '!';
+                if (strcmp(force ? k + 1 : k, key) == 0)
+                    sb_addf(&sb, ",\"delete\":%d", force ? 2 : 1);
+            }
+            free(copy);
+        }
+        sb_addc(&sb, '}');
+    }
+    for (size_t i = 0; pending && i < pending->n; i++) {
+        const char *key = pending->entries[i].key;
+        if (strcmp(key, "delete") == 0 || qm_conf_get(&conf->main, key))
+            continue;
+        if (sb.len > 1)
+            sb_addc(&sb, ',');
+        sb_add(&sb, "{\"key\":");
+        qm_json_add_string(&sb, key);
+        sb_add(&sb, ",\"pending\":");
+        add_value(&sb, key, pending->entries[i].value);
+        sb_addc(&sb, '}');
+    }
+    sb_addc(&sb, ']');
+    qm_conf_free(conf);
+    api_reply(call, sb.buf);
+    sb_free(&sb);
+}
+
+/* Options that take effect at once even on a running VM, as in Proxmox VE. */
+static const char *const direct_keys[] = {
+    "name", "description", "onboot", "tags", "protection", "startup", "lock", "template",
+    "hookscript", "boot",
+};
+
+/* Adds key to the pending delete list (or removes it when remove is set). */
+static void pending_delete_list(struct qm_conf *conf, const char *key, bool add)
+{
+    struct strbuf sb = {0};
+    const char *old = conf->pending ? qm_conf_get(conf->pending, "delete") : NULL;
+
+    if (old) {
+        char *copy = qm_strdup(old);
+        char *save = NULL;
+        for (char *k = strtok_r(copy, ",; ", &save); k; k = strtok_r(NULL, ",; ", &save)) {
+            if (strcmp(k[0] == '!' ? k + 1 : k, key) == 0)
+                continue;
+            if (sb.len)
+                sb_addc(&sb, ',');
+            sb_add(&sb, k);
+        }
+        free(copy);
+    }
+    if (add) {
+        if (sb.len)
+            sb_addc(&sb, ',');
+        sb_add(&sb, key);
+    }
+    if (!conf->pending) {
+        conf->pending = qm_calloc(1, sizeof(*conf->pending));
+        conf->pending->name = qm_strdup("PENDING");
+    }
+    if (sb.len)
+        qm_conf_set(conf->pending, "delete", sb.buf);
+    else
+        qm_conf_unset(conf->pending, "delete");
+    sb_free(&sb);
+}
+
+static void set_pending(struct qm_conf *conf, const char *key, const char *value)
+{
+    if (!conf->pending) {
+        conf->pending = qm_calloc(1, sizeof(*conf->pending));
+        conf->pending->name = qm_strdup("PENDING");
+    }
+    qm_conf_set(conf->pending, key, value);
+}
+
+static void drop_empty_pending(struct qm_conf *conf)
+{
+    if (conf->pending && conf->pending->n == 0) {
+        free(conf->pending->entries);
+        free(conf->pending->name);
+        free(conf->pending);
+        conf->pending = NULL;
+    }
+}
+
+/* Splits a configid list ("a,b;c d") into items. */
+static void split_list(const char *list, struct strvec *out)
+{
+    char *copy = qm_strdup(list);
+    char *save = NULL;
+
+    for (char *k = strtok_r(copy, ",; \t", &save); k; k = strtok_r(NULL, ",; \t", &save))
+        sv_push(out, k);
+    free(copy);
+}
+
+void api_vm_config_set(struct api_call *call)
+{
+    const char *digest = api_param(call, "digest");
+    const char *delete_list = api_param(call, "delete");
+    const char *revert_list = api_param(call, "revert");
+    bool skiplock = api_param_bool(call, "skiplock", false);
+    bool force = api_param_bool(call, "force", false);
+    bool sync = strcmp(call->req->method, "PUT") == 0;
+    struct strvec deletes = {0}, reverts = {0};
+    struct qm_error err;
+
+    check_config_params(call);
+    if (force && !delete_list)
+        api_param_error(call, "force", "missing property - 'delete' is required");
+    if (delete_list)
+        split_list(delete_list, &deletes);
+    if (revert_list)
+        split_list(revert_list, &reverts);
+    for (size_t i = 0; i < deletes.n; i++) {
+        if (api_param(call, deletes.v[i]))
+            api_param_error(call, deletes.v[i], "unable to delete and set the same option");
+    }
+    if (api_has_param_errors(call)) {
+        sv_free(&deletes);
+        sv_free(&reverts);
+        api_param_errors_reply(call);
+        return;
+    }
+    struct qm_conf *conf = load_conf(call);
+    if (!conf) {
+        sv_free(&deletes);
+        sv_free(&reverts);
+        return;
+    }
+    if (digest && strcmp(digest, conf->digest) != 0) {
+        qm_conf_free(conf);
+        sv_free(&deletes);
+        sv_free(&reverts);
+        api_fail(call, 409, "detected modified configuration - file changed by other user? "
+                            "Try again.");
+        return;
+    }
+    const char *lock = qm_conf_get(&conf->main, "lock");
+    if (lock && !skiplock && !api_param(call, "lock")) {
+        char *msg = qm_sprintf("VM is locked (%s)", lock);
+        qm_conf_free(conf);
+        sv_free(&deletes);
+        sv_free(&reverts);
+        api_fail(call, 500, "%s", msg);
+        free(msg);
+        return;
+    }
+
+    struct qm_vm *vm = qm_node_find_vm(call->node, call->vmid);
+    bool running = vm && qm_vm_is_running(vm);
+    char id[16];
+    snprintf(id, sizeof(id), "%d", call->vmid);
+    struct qm_task *task = qm_task_start(&call->node->tasks, "qmconfig", id, call->user, &err);
+    if (!task) {
+        qm_conf_free(conf);
+        sv_free(&deletes);
+        sv_free(&reverts);
+        api_fail_error(call, &err);
+        return;
+    }
+
+    for (size_t i = 0; i < reverts.n; i++) {
+        if (conf->pending)
+            qm_conf_unset(conf->pending, reverts.v[i]);
+        pending_delete_list(conf, reverts.v[i], false);
+    }
+    for (size_t i = 0; i < deletes.n; i++) {
+        const char *key = deletes.v[i];
+        bool direct = in_list(direct_keys, QM_ARRAY_SIZE(direct_keys), key);
+        if (conf->pending)
+            qm_conf_unset(conf->pending, key);
+        if (running && !direct) {
+            pending_delete_list(conf, key, true);
+        } else {
+            qm_conf_unset(&conf->main, key);
+            pending_delete_list(conf, key, false);
+        }
+        qm_task_log(task, "delete %s", key);
+    }
+    for (size_t i = 0; i < call->keys.n; i++) {
+        const char *key = call->keys.v[i];
+        const char *value = call->values.v[i];
+        if (in_list(non_config_params, QM_ARRAY_SIZE(non_config_params), key))
+            continue;
+        if (api_param(call, key) != value)
+            continue;   /* a later occurrence of the same key wins */
+        bool direct = in_list(direct_keys, QM_ARRAY_SIZE(direct_keys), key);
+        char *with_mac = add_mac_address(key, value);
+        if (with_mac)
+            value = with_mac;
+        if (running && !direct) {
+            set_pending(conf, key, value);
+        } else {
+            qm_conf_set(&conf->main, key, value);
+            if (conf->pending)
+                qm_conf_unset(conf->pending, key);
+        }
+        pending_delete_list(conf, key, false);
+        qm_task_log(task, "update %s: %s", key, value);
+        free(with_mac);
+    }
+    drop_empty_pending(conf);
+    int r = qm_conf_store(&call->node->paths, conf, &err);
+    qm_conf_free(conf);
+    sv_free(&deletes);
+    sv_free(&reverts);
+    if (r < 0) {
+        qm_task_finish(task, err.msg);
+        api_fail_error(call, &err);
+        return;
+    }
+    qm_task_finish(task, NULL);
+    if (sync)
+        api_reply(call, NULL);
+    else
+        reply_upid(call, task);
+}
+
+void api_vm_destroy(struct api_call *call)
+{
+    struct qm_error err;
+    bool skiplock = api_param_bool(call, "skiplock", false);
+
+    if (api_has_param_errors(call)) {
+        api_param_errors_reply(call);
+        return;
+    }
+    struct qm_conf *conf = load_conf(call);
+    if (!conf)
+        return;
+    struct qm_vm *vm = qm_node_find_vm(call->node, call->vmid);
+    const char *lock = qm_conf_get(&conf->main, "lock");
+    const char *protection = qm_conf_get(&conf->main, "protection");
+    int status = 0;
+    char *msg = NULL;
+
+    if (vm && qm_vm_is_running(vm)) {
+        status = 500;
+        msg = qm_sprintf("VM %d is running - destroy failed", call->vmid);
+    } else if (protection && strcmp(protection, "1") == 0) {
+        status = 500;
+        msg = qm_strdup("VM is protected - destroy failed");
+    } else if (lock && !skiplock) {
+        status = 500;
+        msg = qm_sprintf("VM is locked (%s)", lock);
+    }
+    qm_conf_free(conf);
+    if (msg) {
+        api_fail(call, status, "%s", msg);
+        free(msg);
+        return;
+    }
+    char id[16];
+    snprintf(id, sizeof(id), "%d", call->vmid);
+    struct qm_task *task = qm_task_start(&call->node->tasks, "qmdestroy", id, call->user, &err);
+    if (!task) {
+        api_fail_error(call, &err);
+        return;
+    }
+    /* NOTE: volumes stay on their storage: freeing them needs the storage layer. */
+    char *path = qm_conf_path(&call->node->paths, call->vmid);
+    if (unlink(path) < 0) {
+        char *error = qm_sprintf("unable to remove '%s': %s", path, strerror(errno));
+        qm_task_finish(task, error);
+        api_fail(call, 500, "%s", error);
+        free(error);
+        free(path);
+        return;
+    }
+    free(path);
+    qm_log(QM_LOG_INFO, call->vmid, "destroyed by %s", call->user);
+    qm_node_forget_vm(call->node, call->vmid);
+    qm_task_finish(task, NULL);
+    reply_upid(call, task);
+}
+
+void api_vm_status_action(struct api_call *call)
+{
+    static const struct {
+        const char *name;
+        enum qm_vm_op_kind kind;
+    } actions[] = {
+        {"start", QM_OP_START},   {"stop", QM_OP_STOP},       {"shutdown", QM_OP_SHUTDOWN},
+        {"reboot", QM_OP_REBOOT}, {"reset", QM_OP_RESET},     {"suspend", QM_OP_SUSPEND},
+        {"resume", QM_OP_RESUME},
+    };
+    const char *action = strrchr(call->req->path, '/') + 1;
+    struct qm_vm_op_params params = {.timeout = -1};
+    struct qm_error err;
+    enum qm_vm_op_kind kind = QM_OP_START;
+
+    for (size_t i = 0; i < QM_ARRAY_SIZE(actions); i++) {
+        if (strcmp(actions[i].name, action) == 0)
+            kind = actions[i].kind;
+    }
+    params.timeout = (int)api_param_int(call, "timeout", 0, 86400, -1);
+    params.force_stop = api_param_bool(call, "forceStop", false);
+    params.skiplock = api_param_bool(call, "skiplock", false);
+    params.todisk = api_param_bool(call, "todisk", false);
+    api_param_bool(call, "keepActive", false);
+    if (api_has_param_errors(call)) {
+        api_param_errors_reply(call);
+        return;
+    }
+    if (!vm_exists(call, call->vmid)) {
+        api_fail(call, 500, "Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist",
+                 call->node->name, call->vmid);
+        return;
+    }
+    struct qm_vm *vm = qm_node_get_vm(call->node, call->vmid);
+    struct qm_task *task = qm_vm_queue(vm, kind, &params, call->user, &err);
+    if (!task) {
+        api_fail_error(call, &err);
+        return;
+    }
+    reply_upid(call, task);
+}
+
+void api_vm_unlock(struct api_call *call)
+{
+    struct qm_error err;
+    struct qm_conf *conf = load_conf(call);
+
+    if (!conf)
+        return;
+    qm_conf_unset(&conf->main, "lock");
+    int r = qm_conf_store(&call->node->paths, conf, &err);
+    qm_conf_free(conf);
+    if (r < 0) {
+        api_fail_error(call, &err);
+        return;
+    }
+    api_reply(call, NULL);
+}
+
+void api_vm_showcmd(struct api_call *call)
+{
+    struct qm_storage_cfg storage = {0};
+    struct strvec argv = {0};
+    struct qm_error err;
+    bool pretty = api_param_bool(call, "pretty", false);
+
+    struct qm_conf *conf = load_conf(call);
+    if (!conf)
+        return;
+    if (qm_storage_cfg_load(call->node->paths.storage_cfg, &storage, &err) < 0) {
+        qm_conf_free(conf);
+        api_fail_error(call, &err);
+        return;
+    }
+    struct qm_cmdline_input in = {
+        .vmid = call->vmid,
+        .conf = conf,
+        .storage = &storage,
+        .host = &call->node->host,
+        .caps = &call->node->caps,
+        .paths = &call->node->paths,
+    };
+    int r = qm_qemu_cmdline(&in, &argv, NULL, &err);
+    qm_conf_free(conf);
+    qm_storage_cfg_free(&storage);
+    if (r < 0) {
+        api_fail_error(call, &err);
+        return;
+    }
+    char *text = pretty ? qm_qemu_cmdline_pretty(&argv) : qm_qemu_cmdline_string(&argv);
+    struct strbuf sb = {0};
+    qm_json_add_string(&sb, text);
+    free(text);
+    sv_free(&argv);
+    api_reply(call, sb.buf);
+    sb_free(&sb);
+}
+
+static void monitor_reply_cb(struct qmp *qmp, const char *output, const struct qmp_reply *reply,
+                             void *opaque)
+{
+    struct api_call *call = opaque;
+
+    if (!output) {
+        api_fail(call, 500, "monitor command failed: %s", reply->error_desc);
+        return;
+    }
+    struct strbuf sb = {0};
+    qm_json_add_string(&sb, output);
+    api_reply(call, sb.buf);
+    sb_free(&sb);
+}
+
+void api_vm_monitor(struct api_call *call)
+{
+    const char *command = api_param(call, "command");
+    struct qm_error err;
+
+    if (!command) {
+        api_param_error(call, "command", "property is missing and it is not optional");
+        api_param_errors_reply(call);
+        return;
+    }
+    struct qm_vm *vm = qm_node_find_vm(call->node, call->vmid);
+    if (!vm || vm->state != QM_VM_RUNNING || !vm->qmp) {
+        api_fail(call, 500, "VM %d not running", call->vmid);
+        return;
+    }
+    if (qmp_hmp_command(vm->qmp, command, monitor_reply_cb, call, &err) < 0)
+        api_fail_error(call, &err);
+}

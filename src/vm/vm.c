@@ -1,0 +1,916 @@
+/*
+ * The per-VM state machine: queued operations, the QEMU process and its QMP
+ * connection.
+ *
+ * QEMU runs daemonized with a pidfile, so it is not a child of qmd. Its exit
+ * is seen through a pidfd, which becomes readable when the process is gone,
+ * whatever killed it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "qm/config.h"
+#include "qm/json.h"
+#include "qm/qemu.h"
+#include "qm/qmp.h"
+#include "qm/storage.h"
+#include "qm/vm.h"
+
+/* Seconds QEMU gets to quit after a QMP "quit" before SIGTERM, and after SIGTERM before SIGKILL. */
+#define QUIT_GRACE_S 10
+#define TERM_GRACE_S 5
+#define DEFAULT_SHUTDOWN_TIMEOUT_S 180
+#define DEFAULT_STOP_TIMEOUT_S 10
+
+enum op_phase {
+    PHASE_QUEUED,
+    PHASE_SPAWNING,     /* start: waiting for the daemonizing QEMU parent to exit */
+    PHASE_CONNECTING,   /* start: waiting for the QMP handshake */
+    PHASE_POWERDOWN,    /* shutdown: waiting for the guest to power off */
+    PHASE_QUIT,         /* stop: "quit" sent, waiting for the process to exit */
+    PHASE_TERM,         /* stop: SIGTERM sent */
+    PHASE_KILL,         /* stop: SIGKILL sent */
+    PHASE_COMMAND,      /* waiting for a QMP reply */
+};
+
+struct qm_vm_op {
+    struct qm_vm *vm;
+    enum qm_vm_op_kind kind;
+    struct qm_vm_op_params params;
+    struct qm_task *task;
+    enum op_phase phase;
+    bool then_start;            /* reboot: start again once stopped */
+    char *failure;              /* the error to end with once QEMU is gone, or NULL */
+    unsigned timeout_ms;        /* start: how long QMP may take to answer */
+    uv_process_t process;       /* start: the QEMU parent process */
+    struct qm_vm_op *next;
+};
+
+static void run_next_op(struct qm_vm *vm);
+static void begin_stop(struct qm_vm_op *op, const char *why);
+static void qmp_ready_cb(struct qmp *qmp, const struct qm_error *err, void *opaque);
+static void qmp_event_cb(struct qmp *qmp, const struct qmp_event *event, void *opaque);
+static void qmp_closed_cb(struct qmp *qmp, void *opaque);
+
+static const char *op_names[] = {
+    [QM_OP_START] = "start",     [QM_OP_STOP] = "stop",     [QM_OP_SHUTDOWN] = "shutdown",
+    [QM_OP_REBOOT] = "reboot",   [QM_OP_RESET] = "reset",   [QM_OP_SUSPEND] = "suspend",
+    [QM_OP_RESUME] = "resume",
+};
+
+static const char *task_types[] = {
+    [QM_OP_START] = "qmstart",   [QM_OP_STOP] = "qmstop",     [QM_OP_SHUTDOWN] = "qmshutdown",
+    [QM_OP_REBOOT] = "qmreboot", [QM_OP_RESET] = "qmreset",   [QM_OP_SUSPEND] = "qmsuspend",
+    [QM_OP_RESUME] = "qmresume",
+};
+
+static const char *state_names[] = {
+    [QM_VM_STOPPED] = "stopped",
+    [QM_VM_STARTING] = "starting",
+    [QM_VM_RUNNING] = "running",
+    [QM_VM_STOPPING] = "stopping",
+};
+
+static void set_state(struct qm_vm *vm, enum qm_vm_state state, const char *why)
+{
+    if (vm->state == state)
+        return;
+    qm_log(QM_LOG_INFO, vm->vmid, "%s -> %s (%s)", state_names[vm->state], state_names[state],
+           why);
+    vm->state = state;
+}
+
+static char *run_path(const struct qm_vm *vm, const char *suffix)
+{
+    return qm_sprintf("%s/%d.%s", vm->node->paths.run_dir, vm->vmid, suffix);
+}
+
+struct qm_vm *qm_vm_new(struct qm_node *node, int vmid)
+{
+    struct qm_vm *vm = qm_calloc(1, sizeof(*vm));
+
+    vm->node = node;
+    vm->vmid = vmid;
+    vm->pidfd = -1;
+    vm->state = QM_VM_STOPPED;
+    snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "stopped");
+    uv_timer_init(node->loop, &vm->timer);
+    vm->timer.data = vm;
+    return vm;
+}
+
+const char *qm_vm_status(const struct qm_vm *vm)
+{
+    return vm->state == QM_VM_STOPPED ? "stopped" : "running";
+}
+
+bool qm_vm_is_running(const struct qm_vm *vm)
+{
+    return vm->state != QM_VM_STOPPED;
+}
+
+unsigned long long qm_vm_rss(const struct qm_vm *vm)
+{
+    char path[64];
+    char *data = NULL;
+    unsigned long long kib = 0;
+
+    if (vm->pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)vm->pid);
+    if (qm_read_file(path, &data, NULL, NULL) < 0)
+        return 0;
+    const char *line = strstr(data, "\nVmRSS:");
+    if (line)
+        kib = strtoull(line + 7, NULL, 10);
+    free(data);
+    return kib * 1024;
+}
+
+/* Whether pid is a QEMU started for this VM: its command line has "-id VMID". */
+static bool process_is_vm(pid_t pid, int vmid)
+{
+    char path[64];
+    char *data = NULL;
+    size_t len = 0;
+    bool found = false;
+    char id[16];
+
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    if (qm_read_file(path, &data, &len, NULL) < 0)
+        return false;
+    snprintf(id, sizeof(id), "%d", vmid);
+    for (size_t i = 0; i < len;) {
+        const char *arg = data + i;
+        size_t n = strlen(arg);
+        if (strcmp(arg, "-id") == 0 && i + n + 1 < len && strcmp(arg + n + 1, id) == 0) {
+            found = true;
+            break;
+        }
+        i += n + 1;
+    }
+    free(data);
+    return found;
+}
+
+static pid_t read_pidfile(const struct qm_vm *vm)
+{
+    char *path = run_path(vm, "pid");
+    char *data = NULL;
+    long long pid = 0;
+
+    if (qm_read_file(path, &data, NULL, NULL) == 0) {
+        if (!qm_parse_int(qm_str_trim(data), &pid) || pid <= 0)
+            pid = 0;
+        free(data);
+    }
+    free(path);
+    return (pid_t)pid;
+}
+
+/* Removes what a stopped QEMU leaves behind: pidfile and sockets. */
+static void remove_runtime_files(const struct qm_vm *vm)
+{
+    static const char *suffixes[] = {"pid", "qmp", "qga", "serial0"};
+
+    for (size_t i = 0; i < QM_ARRAY_SIZE(suffixes); i++) {
+        char *path = run_path(vm, suffixes[i]);
+        unlink(path);
+        free(path);
+    }
+}
+
+static void op_free(struct qm_vm_op *op)
+{
+    free(op->failure);
+    free(op);
+}
+
+static void process_close_cb(uv_handle_t *handle)
+{
+    op_free(handle->data);
+}
+
+/* Ends the running operation with error (NULL for success) and starts the next one. */
+static void finish_op(struct qm_vm *vm, const char *error)
+{
+    struct qm_vm_op *op = vm->ops;
+
+    if (!op)
+        return;
+    uv_timer_stop(&vm->timer);
+    vm->ops = op->next;
+    if (error)
+        qm_log(QM_LOG_ERR, vm->vmid, "task %s failed: %s", op->task->type, error);
+    else
+        qm_log(QM_LOG_INFO, vm->vmid, "%s finished", op_names[op->kind]);
+    qm_task_finish(op->task, error);
+    if (op->process.loop) {
+        op->process.data = op;
+        uv_close((uv_handle_t *)&op->process, process_close_cb);
+    } else {
+        op_free(op);
+    }
+    run_next_op(vm);
+}
+
+static void close_qmp(struct qm_vm *vm)
+{
+    if (vm->qmp) {
+        qmp_close(vm->qmp);
+        vm->qmp = NULL;
+    }
+}
+
+static void pidfd_close_cb(uv_handle_t *handle)
+{
+    int fd = (int)(intptr_t)handle->data;
+
+    close(fd);
+    free(handle);
+}
+
+static void stop_watching_pid(struct qm_vm *vm)
+{
+    if (!vm->pidfd_poll)
+        return;
+    /* The fd stays open until libuv has let go of the handle. */
+    vm->pidfd_poll->data = (void *)(intptr_t)vm->pidfd;
+    uv_close((uv_handle_t *)vm->pidfd_poll, pidfd_close_cb);
+    vm->pidfd_poll = NULL;
+    vm->pidfd = -1;
+}
+
+/* The QEMU process is gone: clean up and let the running operation know. */
+static void on_process_exit(struct qm_vm *vm)
+{
+    qm_log(QM_LOG_INFO, vm->vmid, "QEMU process %d exited", (int)vm->pid);
+    stop_watching_pid(vm);
+    close_qmp(vm);
+    remove_runtime_files(vm);
+    vm->pid = 0;
+    vm->start_time = 0;
+    vm->guest_shutdown = false;
+    free(vm->running_qemu);
+    vm->running_qemu = NULL;
+    snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "stopped");
+    set_state(vm, QM_VM_STOPPED, "QEMU exited");
+
+    struct qm_vm_op *op = vm->ops;
+    if (!op)
+        return;
+    switch (op->phase) {
+    case PHASE_POWERDOWN:
+    case PHASE_QUIT:
+    case PHASE_TERM:
+    case PHASE_KILL:
+        if (op->then_start) {
+            /* Reboot: the guest is down; start it again within the same task. */
+            op->then_start = false;
+            op->kind = QM_OP_START;
+            op->phase = PHASE_QUEUED;
+            uv_timer_stop(&vm->timer);
+            run_next_op(vm);
+            return;
+        }
+        finish_op(vm, op->failure);
+        break;
+    case PHASE_CONNECTING:
+        finish_op(vm, op->failure ? op->failure
+                                  : "start failed: QEMU exited before its QMP socket answered");
+        break;
+    case PHASE_COMMAND:
+        finish_op(vm, "QEMU exited while the command ran");
+        break;
+    case PHASE_QUEUED:
+    case PHASE_SPAWNING:
+        break;
+    }
+}
+
+static void pidfd_cb(uv_poll_t *handle, int status, int events)
+{
+    on_process_exit(handle->data);
+}
+
+/* Watches pid through a pidfd; returns -1 when the process is already gone. */
+static int watch_pid(struct qm_vm *vm, pid_t pid)
+{
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+    if (fd < 0)
+        return -1;
+    vm->pid = pid;
+    vm->pidfd = fd;
+    vm->pidfd_poll = qm_malloc(sizeof(*vm->pidfd_poll));
+    uv_poll_init(vm->node->loop, vm->pidfd_poll, fd);
+    vm->pidfd_poll->data = vm;
+    uv_poll_start(vm->pidfd_poll, UV_READABLE, pidfd_cb);
+    return 0;
+}
+
+static int connect_qmp(struct qm_vm *vm, unsigned timeout_ms, struct qm_error *err)
+{
+    static const struct qmp_callbacks callbacks = {
+        .ready = qmp_ready_cb,
+        .event = qmp_event_cb,
+        .closed = qmp_closed_cb,
+    };
+    char *path = run_path(vm, "qmp");
+    int r = qmp_connect(vm->node->loop, path, timeout_ms, &callbacks, vm, &vm->qmp, err);
+
+    free(path);
+    return r;
+}
+
+/* A QMP command sent on behalf of the VM itself, not of an operation. */
+static void send_simple(struct qm_vm *vm, const char *command, qmp_reply_cb cb)
+{
+    struct qm_error err;
+
+    if (vm->qmp && qmp_command(vm->qmp, command, NULL, cb, vm, &err) < 0)
+        qm_log(QM_LOG_WARNING, vm->vmid, "unable to send %s: %s", command, err.msg);
+}
+
+static void status_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
+{
+    struct qm_vm *vm = opaque;
+    const char *status;
+
+    if (reply->result != QMP_OK)
+        return;
+    status = qm_json_get_string(reply->ret, "status");
+    if (status && vm->state != QM_VM_STOPPED)
+        snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "%s", status);
+}
+
+static void ignore_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
+{
+    struct qm_vm *vm = opaque;
+
+    if (reply->result != QMP_OK && reply->result != QMP_CLOSED)
+        qm_log(QM_LOG_WARNING, vm->vmid, "QMP command failed: %s", reply->error_desc);
+}
+
+static void qmp_event_cb(struct qmp *qmp, const struct qmp_event *event, void *opaque)
+{
+    struct qm_vm *vm = opaque;
+    const char *name = event->name;
+
+    qm_log(QM_LOG_DEBUG, vm->vmid, "QMP event %s", name);
+    if (strcmp(name, "STOP") == 0) {
+        snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "paused");
+        send_simple(vm, "query-status", status_reply_cb);
+    } else if (strcmp(name, "RESUME") == 0 || strcmp(name, "WAKEUP") == 0) {
+        snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "running");
+    } else if (strcmp(name, "SUSPEND") == 0) {
+        snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "suspended");
+    } else if (strcmp(name, "GUEST_PANICKED") == 0) {
+        qm_log(QM_LOG_WARNING, vm->vmid, "guest panicked");
+        snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "guest-panicked");
+    } else if (strcmp(name, "SHUTDOWN") == 0) {
+        /*
+         * QEMU runs with -no-shutdown, so it stays alive after the guest
+         * powers off. It is told to quit here, which also covers a guest
+         * that powered itself off with no operation asking for it.
+         */
+        bool guest = false;
+        qm_json_get_bool(event->data, "guest", &guest);
+        qm_log(QM_LOG_INFO, vm->vmid, "guest shut down (%s)", guest ? "by the guest" : "by QEMU");
+        snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "shutdown");
+        if (!vm->guest_shutdown)
+            send_simple(vm, "quit", ignore_reply_cb);
+        vm->guest_shutdown = true;
+    }
+}
+
+static void qmp_closed_cb(struct qmp *qmp, void *opaque)
+{
+    struct qm_vm *vm = opaque;
+
+    /* The process exit itself is seen through the pidfd. */
+    qm_log(QM_LOG_DEBUG, vm->vmid, "QMP connection closed");
+    if (vm->qmp == qmp) {
+        qmp_close(qmp);
+        vm->qmp = NULL;
+    }
+}
+
+static void start_status_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
+{
+    struct qm_vm *vm = opaque;
+    struct qm_vm_op *op = vm->ops;
+
+    if (reply->result == QMP_OK) {
+        const char *status = qm_json_get_string(reply->ret, "status");
+        snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "%s", status ? status : "running");
+    }
+    if (op && op->kind == QM_OP_START && op->phase == PHASE_CONNECTING) {
+        set_state(vm, QM_VM_RUNNING, "QMP answered");
+        finish_op(vm, NULL);
+    }
+}
+
+static void qmp_ready_cb(struct qmp *qmp, const struct qm_error *err, void *opaque)
+{
+    struct qm_vm *vm = opaque;
+    struct qm_vm_op *op = vm->ops;
+    bool starting = op && op->kind == QM_OP_START && op->phase == PHASE_CONNECTING;
+
+    if (err) {
+        qm_log(QM_LOG_ERR, vm->vmid, "QMP connection failed: %s", err->msg);
+        close_qmp(vm);
+        if (starting) {
+            char *msg = qm_sprintf("start failed: QMP did not answer: %s", err->msg);
+            /* A QEMU that never answers is stopped, so that no half-started VM remains. */
+            begin_stop(op, msg);
+            free(msg);
+        } else if (vm->state == QM_VM_RUNNING) {
+            qm_log(QM_LOG_WARNING, vm->vmid, "running without a QMP connection");
+        }
+        return;
+    }
+    const struct qmp_version *version = qmp_get_version(qmp);
+    free(vm->running_qemu);
+    vm->running_qemu = qm_sprintf("%d.%d.%d", version->major, version->minor, version->micro);
+    if (starting) {
+        send_simple(vm, "query-status", start_status_cb);
+    } else {
+        set_state(vm, QM_VM_RUNNING, "reconnected");
+        send_simple(vm, "query-status", status_reply_cb);
+    }
+}
+
+static int build_cmdline(struct qm_vm *vm, const struct qm_conf *conf, struct strvec *argv,
+                         struct qm_task *task, struct qm_error *err)
+{
+    struct qm_storage_cfg storage = {0};
+    struct strvec warnings = {0};
+
+    if (qm_storage_cfg_load(vm->node->paths.storage_cfg, &storage, err) < 0)
+        return -1;
+    struct qm_cmdline_input in = {
+        .vmid = vm->vmid,
+        .conf = conf,
+        .storage = &storage,
+        .host = &vm->node->host,
+        .caps = &vm->node->caps,
+        .paths = &vm->node->paths,
+    };
+    int r = qm_qemu_cmdline(&in, argv, &warnings, err);
+    for (size_t i = 0; i < warnings.n; i++)
+        qm_task_warn(task, "%s", warnings.v[i]);
+    sv_free(&warnings);
+    qm_storage_cfg_free(&storage);
+    return r;
+}
+
+static unsigned start_timeout_ms(const struct qm_conf *conf, int requested)
+{
+    long long memory = 512;
+    const char *value = qm_conf_get(&conf->main, "memory");
+
+    if (requested >= 0)
+        return (unsigned)requested * 1000;
+    if (value) {
+        /* "memory" may be a property string: "current=2048". */
+        const char *digits = strchr(value, '=') ? strchr(value, '=') + 1 : value;
+        memory = strtoll(digits, NULL, 10);
+    }
+    long long seconds = memory / 1024 > 30 ? memory / 1024 : 30;
+    return (unsigned)seconds * 1000;
+}
+
+static void spawn_exit_cb(uv_process_t *process, int64_t exit_status, int term_signal)
+{
+    struct qm_vm_op *op = process->data;
+    struct qm_vm *vm = op->vm;
+    char *log_path = run_path(vm, "log");
+    char *output = NULL;
+    struct qm_error err;
+
+    /* QEMU's messages before it daemonized (errors about the command line). */
+    if (qm_read_file(log_path, &output, NULL, NULL) == 0) {
+        qm_str_trim(output);
+        char *save = NULL;
+        for (char *line = strtok_r(output, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            qm_task_log(op->task, "%s", line);
+    }
+    unlink(log_path);
+    free(log_path);
+
+    if (exit_status != 0 || term_signal != 0) {
+        char *msg = qm_sprintf("start failed: QEMU exited with status %lld%s%s",
+                               (long long)exit_status, output && *output ? ": " : "",
+                               output && *output ? output : "");
+        free(output);
+        remove_runtime_files(vm);
+        set_state(vm, QM_VM_STOPPED, "QEMU failed to start");
+        finish_op(vm, msg);
+        free(msg);
+        return;
+    }
+    free(output);
+
+    pid_t pid = read_pidfile(vm);
+    if (pid <= 0 || watch_pid(vm, pid) < 0) {
+        set_state(vm, QM_VM_STOPPED, "QEMU gone after start");
+        finish_op(vm, "start failed: QEMU exited right after it started");
+        return;
+    }
+    vm->start_time = time(NULL);
+    op->phase = PHASE_CONNECTING;
+    if (connect_qmp(vm, op->timeout_ms, &err) < 0) {
+        char *msg = qm_sprintf("start failed: %s", err.msg);
+        begin_stop(op, msg);
+        free(msg);
+    }
+}
+
+static void run_start(struct qm_vm_op *op)
+{
+    struct qm_vm *vm = op->vm;
+    struct qm_conf *conf = NULL;
+    struct strvec argv = {0};
+    struct qm_error err;
+
+    if (vm->state != QM_VM_STOPPED) {
+        char *msg = qm_sprintf("VM %d already running", vm->vmid);
+        finish_op(vm, msg);
+        free(msg);
+        return;
+    }
+    if (qm_conf_load(&vm->node->paths, vm->vmid, &conf, &err) < 0) {
+        finish_op(vm, err.msg);
+        return;
+    }
+    const char *lock = qm_conf_get(&conf->main, "lock");
+    if (lock && !op->params.skiplock) {
+        char *msg = qm_sprintf("VM is locked (%s)", lock);
+        qm_conf_free(conf);
+        finish_op(vm, msg);
+        free(msg);
+        return;
+    }
+    if (build_cmdline(vm, conf, &argv, op->task, &err) < 0) {
+        qm_conf_free(conf);
+        finish_op(vm, err.msg);
+        return;
+    }
+    if (op->params.paused)
+        sv_push(&argv, "-S");
+    op->timeout_ms = start_timeout_ms(conf, op->params.timeout);
+    qm_conf_free(conf);
+
+    if (qm_mkdir_p(vm->node->paths.run_dir, 0755, &err) < 0) {
+        sv_free(&argv);
+        finish_op(vm, err.msg);
+        return;
+    }
+    remove_runtime_files(vm);
+
+    char *cmdline = qm_qemu_cmdline_string(&argv);
+    qm_task_log(op->task, "%s", cmdline);
+    free(cmdline);
+
+    /* QEMU's standard error goes to a file until it daemonizes. */
+    char *log_path = run_path(vm, "log");
+    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    free(log_path);
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = log_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE, .data.fd = log_fd},
+        {.flags = log_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE, .data.fd = log_fd},
+    };
+    uv_process_options_t options = {
+        .exit_cb = spawn_exit_cb,
+        .file = argv.v[0],
+        .args = argv.v,
+        .stdio = stdio,
+        .stdio_count = 3,
+    };
+    op->process.data = op;
+    op->phase = PHASE_SPAWNING;
+    set_state(vm, QM_VM_STARTING, "start requested");
+    int r = uv_spawn(vm->node->loop, &op->process, &options);
+    if (log_fd >= 0)
+        close(log_fd);
+    if (r < 0) {
+        char *msg = qm_sprintf("start failed: unable to run '%s': %s", argv.v[0], uv_strerror(r));
+        sv_free(&argv);
+        set_state(vm, QM_VM_STOPPED, "spawn failed");
+        finish_op(vm, msg);
+        free(msg);
+        return;
+    }
+    sv_free(&argv);
+}
+
+static void stop_timer_cb(uv_timer_t *timer)
+{
+    struct qm_vm *vm = timer->data;
+    struct qm_vm_op *op = vm->ops;
+
+    if (!op)
+        return;
+    switch (op->phase) {
+    case PHASE_POWERDOWN:
+        if (op->params.force_stop) {
+            qm_task_log(op->task, "VM still running - terminating now with SIGTERM");
+            begin_stop(op, NULL);
+        } else {
+            finish_op(vm, "VM quit/powerdown failed - got timeout");
+        }
+        break;
+    case PHASE_QUIT:
+        qm_task_log(op->task, "VM still running - terminating now with SIGTERM");
+        kill(vm->pid, SIGTERM);
+        op->phase = PHASE_TERM;
+        uv_timer_start(&vm->timer, stop_timer_cb, TERM_GRACE_S * 1000, 0);
+        break;
+    case PHASE_TERM:
+        qm_task_log(op->task, "VM still running - terminating now with SIGKILL");
+        kill(vm->pid, SIGKILL);
+        op->phase = PHASE_KILL;
+        uv_timer_start(&vm->timer, stop_timer_cb, TERM_GRACE_S * 1000, 0);
+        break;
+    case PHASE_KILL:
+        finish_op(vm, "VM still running after SIGKILL");
+        break;
+    case PHASE_CONNECTING:
+    case PHASE_COMMAND:
+        finish_op(vm, "timeout waiting for QEMU");
+        break;
+    case PHASE_QUEUED:
+    case PHASE_SPAWNING:
+        break;
+    }
+}
+
+static void quit_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
+{
+    /* Nothing to do: the process exit ends the operation, the timer escalates. */
+}
+
+/*
+ * Stops QEMU: "quit" over QMP, then SIGTERM, then SIGKILL. With failure set
+ * the operation ends with that error once QEMU is gone (a start that went
+ * wrong); otherwise it ends successfully.
+ */
+static void begin_stop(struct qm_vm_op *op, const char *failure)
+{
+    struct qm_vm *vm = op->vm;
+    struct qm_error err;
+
+    set_state(vm, QM_VM_STOPPING, failure ? "start failed" : "stop requested");
+    if (failure) {
+        op->failure = qm_strdup(failure);
+        op->then_start = false;
+    }
+    int timeout = op->kind == QM_OP_STOP && op->params.timeout >= 0 ? op->params.timeout
+                                                                      : QUIT_GRACE_S;
+    if (vm->qmp && qmp_command(vm->qmp, "quit", NULL, quit_reply_cb, vm, &err) == 0) {
+        op->phase = PHASE_QUIT;
+        uv_timer_start(&vm->timer, stop_timer_cb, (uint64_t)timeout * 1000, 0);
+    } else if (vm->pid > 0) {
+        kill(vm->pid, SIGTERM);
+        op->phase = PHASE_TERM;
+        uv_timer_start(&vm->timer, stop_timer_cb, TERM_GRACE_S * 1000, 0);
+    } else {
+        set_state(vm, QM_VM_STOPPED, "no QEMU process");
+        finish_op(vm, op->failure);
+    }
+}
+
+static void powerdown_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
+{
+    struct qm_vm *vm = opaque;
+    struct qm_vm_op *op = vm->ops;
+
+    if (reply->result == QMP_OK || !op || op->phase != PHASE_POWERDOWN)
+        return;
+    if (op->params.force_stop) {
+        qm_task_log(op->task, "system_powerdown failed: %s", reply->error_desc);
+        begin_stop(op, NULL);
+    } else {
+        char *msg = qm_sprintf("system_powerdown failed: %s", reply->error_desc);
+        finish_op(vm, msg);
+        free(msg);
+    }
+}
+
+static void run_shutdown(struct qm_vm_op *op)
+{
+    struct qm_vm *vm = op->vm;
+    struct qm_error err;
+
+    if (vm->state == QM_VM_STOPPED) {
+        if (op->then_start) {
+            op->then_start = false;
+            op->kind = QM_OP_START;
+            run_start(op);
+            return;
+        }
+        qm_task_log(op->task, "VM %d is not running", vm->vmid);
+        finish_op(vm, NULL);
+        return;
+    }
+    int timeout = op->params.timeout >= 0 ? op->params.timeout : DEFAULT_SHUTDOWN_TIMEOUT_S;
+    op->phase = PHASE_POWERDOWN;
+    if (vm->guest_shutdown) {
+        /* The guest is already off and QEMU is quitting. */
+    } else if (!vm->qmp || qmp_command(vm->qmp, "system_powerdown", NULL, powerdown_reply_cb,
+                                       vm, &err) < 0) {
+        if (!op->params.force_stop) {
+            finish_op(vm, "unable to send system_powerdown: no QMP connection");
+            return;
+        }
+        begin_stop(op, NULL);
+        return;
+    }
+    uv_timer_start(&vm->timer, stop_timer_cb, (uint64_t)timeout * 1000, 0);
+}
+
+static void run_stop(struct qm_vm_op *op)
+{
+    struct qm_vm *vm = op->vm;
+
+    if (vm->state == QM_VM_STOPPED) {
+        qm_task_log(op->task, "VM %d is not running", vm->vmid);
+        finish_op(vm, NULL);
+        return;
+    }
+    begin_stop(op, NULL);
+}
+
+static void command_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
+{
+    struct qm_vm *vm = opaque;
+    struct qm_vm_op *op = vm->ops;
+
+    if (!op || op->phase != PHASE_COMMAND)
+        return;
+    if (reply->result != QMP_OK) {
+        finish_op(vm, reply->error_desc);
+        return;
+    }
+    if (op->kind == QM_OP_SUSPEND)
+        snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "paused");
+    else if (op->kind == QM_OP_RESUME)
+        snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "running");
+    finish_op(vm, NULL);
+}
+
+static void run_command(struct qm_vm_op *op, const char *command)
+{
+    struct qm_vm *vm = op->vm;
+    struct qm_error err;
+
+    if (vm->state != QM_VM_RUNNING) {
+        char *msg = qm_sprintf("VM %d not running", vm->vmid);
+        finish_op(vm, msg);
+        free(msg);
+        return;
+    }
+    if (!vm->qmp) {
+        finish_op(vm, "no QMP connection to QEMU");
+        return;
+    }
+    op->phase = PHASE_COMMAND;
+    if (qmp_command(vm->qmp, command, NULL, command_reply_cb, vm, &err) < 0)
+        finish_op(vm, err.msg);
+}
+
+static void run_op(struct qm_vm_op *op)
+{
+    qm_log(QM_LOG_INFO, op->vm->vmid, "%s started (%s)", op_names[op->kind], op->task->upid);
+    switch (op->kind) {
+    case QM_OP_START:
+        run_start(op);
+        break;
+    case QM_OP_STOP:
+        run_stop(op);
+        break;
+    case QM_OP_SHUTDOWN:
+        run_shutdown(op);
+        break;
+    case QM_OP_REBOOT:
+        op->then_start = true;
+        run_shutdown(op);
+        break;
+    case QM_OP_RESET:
+        run_command(op, "system_reset");
+        break;
+    case QM_OP_SUSPEND:
+        if (op->params.todisk) {
+            finish_op(op->vm, "suspend to disk is not supported yet");
+            return;
+        }
+        run_command(op, "stop");
+        break;
+    case QM_OP_RESUME:
+        run_command(op, strcmp(op->vm->qmpstatus, "suspended") == 0 ? "system_wakeup" : "cont");
+        break;
+    }
+}
+
+static void run_next_op(struct qm_vm *vm)
+{
+    struct qm_vm_op *op = vm->ops;
+
+    if (op && op->phase == PHASE_QUEUED && !vm->node->stopping)
+        run_op(op);
+}
+
+struct qm_task *qm_vm_queue(struct qm_vm *vm, enum qm_vm_op_kind kind,
+                            const struct qm_vm_op_params *params, const char *user,
+                            struct qm_error *err)
+{
+    char id[16];
+    struct qm_vm_op *op;
+
+    snprintf(id, sizeof(id), "%d", vm->vmid);
+    struct qm_task *task = qm_task_start(&vm->node->tasks, task_types[kind], id, user, err);
+    if (!task)
+        return NULL;
+    op = qm_calloc(1, sizeof(*op));
+    op->vm = vm;
+    op->kind = kind;
+    op->params = *params;
+    op->task = task;
+    op->phase = PHASE_QUEUED;
+
+    struct qm_vm_op **tail = &vm->ops;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = op;
+    if (vm->ops != op)
+        qm_task_log(task, "waiting for the running operation (%s) to finish",
+                    op_names[vm->ops->kind]);
+    run_next_op(vm);
+    return task;
+}
+
+void qm_vm_recover(struct qm_vm *vm)
+{
+    struct qm_error err;
+    pid_t pid = read_pidfile(vm);
+
+    if (pid <= 0)
+        return;
+    if (!process_is_vm(pid, vm->vmid) || watch_pid(vm, pid) < 0) {
+        qm_log(QM_LOG_INFO, vm->vmid, "removing stale pidfile of process %d", (int)pid);
+        remove_runtime_files(vm);
+        return;
+    }
+    qm_log(QM_LOG_INFO, vm->vmid, "found running QEMU process %d", (int)pid);
+    vm->start_time = time(NULL);
+    /* The uptime restarts from here: the process start time is not read back yet. */
+    char stat_path[64];
+    snprintf(stat_path, sizeof(stat_path), "/proc/%d", (int)pid);
+    struct stat st;
+    if (stat(stat_path, &st) == 0)
+        vm->start_time = st.st_mtime;
+    set_state(vm, QM_VM_RUNNING, "found running");
+    snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "running");
+    if (connect_qmp(vm, 5000, &err) < 0)
+        qm_log(QM_LOG_WARNING, vm->vmid, "unable to reconnect to QMP: %s", err.msg);
+}
+
+static void timer_close_cb(uv_handle_t *handle)
+{
+    struct qm_vm *vm = handle->data;
+
+    free(vm->running_qemu);
+    free(vm);
+}
+
+void qm_vm_release(struct qm_vm *vm)
+{
+    struct qm_vm_op *op = vm->ops;
+
+    /* Queued operations end here; a running one is abandoned with its task failed. */
+    while (op) {
+        struct qm_vm_op *next = op->next;
+        qm_task_finish(op->task, "interrupted: qmd is stopping");
+        if (op->process.loop) {
+            op->process.data = op;
+            uv_close((uv_handle_t *)&op->process, process_close_cb);
+        } else {
+            op_free(op);
+        }
+        op = next;
+    }
+    vm->ops = NULL;
+    stop_watching_pid(vm);
+    close_qmp(vm);
+    uv_close((uv_handle_t *)&vm->timer, timer_close_cb);
+}
