@@ -99,9 +99,9 @@ void http_server_close(struct http_server *srv, void (*done)(void *data), void *
 const char *http_request_header(const struct http_request *req, const char *name);
 
 /*
- * Adds a header to the response of req; call it before http_respond(). Names
- * or values with CR, LF or NUL are dropped with a logged error, because they
- * would split the response.
+ * Adds a header to the response of req; call it before http_respond(). A
+ * header is dropped with a logged error if its name is empty or contains ':',
+ * CR or LF, or its value contains CR or LF, because it would split the response.
  */
 void http_request_add_response_header(struct http_request *req, const char *name,
                                       const char *value);
@@ -147,6 +147,7 @@ void http_tls_free(struct http_tls *tls);
  * key_path both exist: an EC P-256 key (kept if only the certificate is
  * missing), valid for 10 years, with the subject alternative names
  * common_name, "localhost" and 127.0.0.1. The key is written with mode 0600.
+ * common_name must be a host name (letters, digits, '-' and '.').
  */
 int http_tls_ensure_self_signed(const char *cert_path, const char *key_path,
                                 const char *common_name, struct qm_error *err);

@@ -28,7 +28,7 @@
 #include "qm/http.h"
 #include "http-tls.h"
 
-/* Free space offered to each socket read; one TLS record is at most 16 KiB plus overhead. */
+/* Free space offered to each socket read: one TLS record is at most 16 KiB plus overhead. */
 #define READ_CHUNK (17 * 1024)
 /* Unparsed input beyond which reading stops while a request is pending. */
 #define INPUT_HIGH_WATER (64 * 1024)
@@ -181,6 +181,15 @@ static void bb_consume(struct byte_buf *b, size_t n)
     }
 }
 
+/* Empties sb, and frees its memory if a large request or response grew it. */
+static void reset_buffer(struct strbuf *sb)
+{
+    if (sb->cap > OUTPUT_HIGH_WATER)
+        sb_free(sb);
+    else
+        sb_reset(sb);
+}
+
 static void bb_free(struct byte_buf *b)
 {
     free(b->data);
@@ -204,9 +213,9 @@ static int on_message_begin(llhttp_t *parser)
 {
     struct http_conn *conn = parser->data;
 
-    sb_reset(&conn->head);
-    sb_reset(&conn->body);
-    sb_reset(&conn->response_headers);
+    reset_buffer(&conn->head);
+    reset_buffer(&conn->body);
+    reset_buffer(&conn->response_headers);
     conn->nheaders = 0;
     conn->header_state = HS_URL;
     conn->reason[0] = '\0';
@@ -461,7 +470,7 @@ static void add_decimal(struct strbuf *sb, unsigned long long v)
 static void format_response(struct http_conn *conn, struct strbuf *sb, int status,
                             const char *content_type, const char *body, size_t len)
 {
-    /* RFC 9110 forbids a body and Content-Length on 1xx, 204 and 304. */
+    /* 1xx, 204 and 304 responses have no body. RFC 9110 forbids Content-Length on 1xx and 204. */
     bool bodyless = status < 200 || status == 204 || status == 304;
 
     sb_addn(sb, "HTTP/1.1 ", 9);
@@ -490,7 +499,7 @@ static void format_response(struct http_conn *conn, struct strbuf *sb, int statu
         sb_addn(sb, body, len);
 }
 
-/* Encrypts data into conn->out; mbedTLS splits it into records of at most 16 KiB. */
+/* Encrypts data into conn->out. mbedTLS splits it into records of at most 16 KiB. */
 static int tls_write_all(struct http_conn *conn, const char *data, size_t len)
 {
     while (len > 0) {
@@ -531,7 +540,7 @@ static void send_response(struct http_conn *conn, int status, const char *conten
     if (!conn->keep_alive || conn->eof)
         conn->closing = true;
     if (conn->tls) {
-        sb_reset(&conn->plain);
+        reset_buffer(&conn->plain);
         format_response(conn, &conn->plain, status, content_type, body, len);
         if (tls_write_all(conn, conn->plain.buf, conn->plain.len) < 0) {
             close_connection(conn);
@@ -554,7 +563,7 @@ void http_respond(struct http_request *req, int status, const char *content_type
     }
     conn->pending = false;
     if (conn->handle_closing) {
-        /* The connection is gone; its memory waited for this response. */
+        /* The connection is gone, and its memory was kept only for this call. */
         if (conn->open_handles == 0)
             free_connection(conn);
         return;
@@ -564,7 +573,7 @@ void http_respond(struct http_request *req, int status, const char *content_type
     run_connection(conn);
 }
 
-/* Answers a request that the parser rejected, then closes the connection. */
+/* Sends the error response for a request that the parser rejected, then closes. */
 static void send_error(struct http_conn *conn, int status)
 {
     const char *reason = reason_phrase(status);
@@ -626,15 +635,34 @@ static void flush_output(struct http_conn *conn)
     if (conn->out.len == 0)
         return;
 
+    /*
+     * Most responses fit into the socket buffer. Writing them directly saves
+     * the write request, and libuv re-arming the epoll watcher after it.
+     */
+    uv_buf_t buf = uv_buf_init(conn->out.buf, (unsigned int)conn->out.len);
+    int rc = uv_try_write(&conn->h.stream, &buf, 1);
+    if (rc < 0 && rc != UV_EAGAIN) {
+        qm_log(QM_LOG_DEBUG, 0, "write to %s failed: %s", conn->label, uv_strerror(rc));
+        close_connection(conn);
+        return;
+    }
+    size_t written = rc > 0 ? (size_t)rc : 0;
+    if (written == conn->out.len) {
+        reset_buffer(&conn->out);
+        if (conn->closing)
+            flush_output(conn);
+        return;
+    }
+
     /* Swap buffers: out starts empty again while writing is in flight. */
     struct strbuf tmp = conn->writing;
     conn->writing = conn->out;
     conn->out = tmp;
-    sb_reset(&conn->out);
+    reset_buffer(&conn->out);
 
-    uv_buf_t buf = uv_buf_init(conn->writing.buf, (unsigned int)conn->writing.len);
+    buf = uv_buf_init(conn->writing.buf + written, (unsigned int)(conn->writing.len - written));
     conn->write_req.data = conn;
-    int rc = uv_write(&conn->write_req, &conn->h.stream, &buf, 1, on_write);
+    rc = uv_write(&conn->write_req, &conn->h.stream, &buf, 1, on_write);
     if (rc < 0) {
         qm_log(QM_LOG_DEBUG, 0, "write to %s failed: %s", conn->label, uv_strerror(rc));
         close_connection(conn);
@@ -648,7 +676,7 @@ static void on_write(uv_write_t *wreq, int status)
     struct http_conn *conn = wreq->data;
 
     conn->write_busy = false;
-    sb_reset(&conn->writing);
+    reset_buffer(&conn->writing);
     if (conn->handle_closing)
         return;
     if (status < 0) {
@@ -662,7 +690,7 @@ static void on_write(uv_write_t *wreq, int status)
     run_connection(conn);
 }
 
-/* Runs the handshake as far as the buffered input allows; returns -1 on failure. */
+/* Runs the handshake as far as the buffered input allows. Returns -1 on failure. */
 static int tls_handshake(struct http_conn *conn)
 {
     int rc = mbedtls_ssl_handshake(&conn->ssl);
@@ -846,7 +874,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     run_connection(conn);
 }
 
-/* mbedTLS BIO callbacks: ciphertext goes through conn->out and conn->tls_in. */
+/* mbedTLS BIO callbacks, which pass ciphertext through conn->out and conn->tls_in. */
 static int bio_send(void *ctx, const unsigned char *data, size_t len)
 {
     struct http_conn *conn = ctx;
@@ -1096,7 +1124,7 @@ static void on_listener_closed(uv_handle_t *handle)
     finish_server_close(srv);
 }
 
-/* Starts listening and links the listener into srv; closes it on failure. */
+/* Starts listening and links the listener into srv. On failure it closes the listener. */
 static int start_listener(struct http_server *srv, struct http_listener *listener,
                           const char *what, struct qm_error *err)
 {
@@ -1214,10 +1242,11 @@ int http_server_listen_unix(struct http_server *srv, const char *path, int mode,
     }
     /* No client can connect before uv_listen(), so the mode is set in time. */
     if (chmod(path, (mode_t)mode) < 0) {
-        qm_fail(err, 500, "unable to set mode %04o on '%s': %s", mode, path, strerror(errno));
+        int saved = errno;
         uv_close(&listener->h.handle, free_listener);
         unlink(path);
-        return -1;
+        return qm_fail(err, 500, "unable to set mode %04o on '%s': %s", (unsigned int)mode,
+                       path, strerror(saved));
     }
     listener->path = qm_strdup(path);
     if (start_listener(srv, listener, what, err) < 0) {

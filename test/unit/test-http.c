@@ -27,6 +27,8 @@
 #include "qm/http.h"
 
 #define ASYNC_DELAY_MS 50
+/* Larger than one TLS record and than the socket buffer. */
+#define BIG_RESPONSE_SIZE (5 * 1024 * 1024 + 7)
 
 static uv_loop_t *loop;
 static uv_async_t wake;
@@ -106,6 +108,12 @@ static void handle(struct http_request *req, void *data)
     } else if (strcmp(req->path, "/reason") == 0) {
         http_request_set_reason(req, "Parameter verification failed.\n");
         http_respond(req, 400, "application/json", "{}", 2);
+    } else if (strcmp(req->path, "/big") == 0) {
+        char *big = qm_malloc(BIG_RESPONSE_SIZE);
+        for (size_t i = 0; i < BIG_RESPONSE_SIZE; i++)
+            big[i] = (char)('a' + i % 26);
+        http_respond(req, 200, "application/octet-stream", big, BIG_RESPONSE_SIZE);
+        free(big);
     } else if (strcmp(req->path, "/empty") == 0) {
         http_respond(req, 204, NULL, NULL, 0);
     } else {
@@ -520,6 +528,20 @@ static void https_large_body_with_expect(void **state)
     free(body);
 }
 
+static void https_large_response(void **state)
+{
+    struct strbuf out = {0};
+    char *url = https_url("localhost", "/big");
+    const char *args[] = {"--cacert", cert_path, "-o", "/dev/null", "-o", "/dev/null", "-w", "%{size_download} ",
+                          url, url, NULL};
+
+    /* The second transfer checks that the connection is still usable. */
+    assert_int_equal(run_curl(args, &out), 0);
+    assert_string_equal(out.buf, "5242887 5242887 ");
+    sb_free(&out);
+    free(url);
+}
+
 static void https_custom_reason(void **state)
 {
     struct strbuf out = {0};
@@ -730,7 +752,7 @@ static void server_close_with_pending_request(void **state)
 
     assert_int_equal(http_server_listen_tcp(srv, "127.0.0.1", 0, NULL, &err), 0);
     c.port = http_server_port(srv);
-    /* The client reads until the server closes, which happens before /slow answers. */
+    /* The client reads until the server closes, which happens before /slow responds. */
     uv_thread_t thread;
     c.request_len = strlen(c.request);
     assert_int_equal(uv_thread_create(&thread, client_thread, &c), 0);
@@ -838,7 +860,7 @@ static void tls_load_rejects_missing_file(void **state)
     free(missing);
 }
 
-static void unix_listen_refuses_live_socket(void **state)
+static void unix_listen_rejects_live_socket(void **state)
 {
     struct http_server *srv = http_server_new(loop, handle, NULL);
     struct qm_error err = {0};
@@ -866,6 +888,7 @@ int main(void)
         cmocka_unit_test(https_keep_alive_reuses_connection),
         cmocka_unit_test(https_async_response),
         cmocka_unit_test(https_large_body_with_expect),
+        cmocka_unit_test(https_large_response),
         cmocka_unit_test(https_custom_reason),
         cmocka_unit_test(malformed_request_gets_400),
         cmocka_unit_test(oversized_headers_get_431),
@@ -880,7 +903,7 @@ int main(void)
         cmocka_unit_test(reset_before_async_response),
         cmocka_unit_test(idle_connection_is_closed),
         cmocka_unit_test(server_close_with_pending_request),
-        cmocka_unit_test(unix_listen_refuses_live_socket),
+        cmocka_unit_test(unix_listen_rejects_live_socket),
     };
 
     return cmocka_run_group_tests(tests, setup_server, teardown_server);
