@@ -205,7 +205,7 @@ static void curl_exited(uv_process_t *process, int64_t status, int signal)
     curl_maybe_done(run);
 }
 
-/* Runs curl with args (NULL-terminated) and returns its exit status; stdout goes to out. */
+/* Runs curl with args (NULL-terminated), stores its stdout in out and returns its exit status. */
 static int run_curl(const char *const *args, struct strbuf *out)
 {
     struct curl_run run = {0};
@@ -702,6 +702,32 @@ static void http10_keep_alive_is_honoured(void **state)
     sb_free(&c.response);
 }
 
+static void upgrade_request_is_answered(void **state)
+{
+    struct raw_client c = {.port = http_port,
+                           .request = "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                                      "Upgrade: websocket\r\n\r\nGET /echo HTTP/1.1\r\n\r\n"};
+
+    /* The server does not switch protocols, so it responds once and closes. */
+    run_client(&c);
+    assert_true(qm_str_starts(c.response.buf, "HTTP/1.1 200 OK\r\n"));
+    assert_int_equal(count_occurrences(c.response.buf, "HTTP/1.1 "), 1);
+    assert_non_null(strstr(c.response.buf, "Connection: close\r\n"));
+    assert_true(c.saw_eof);
+    sb_free(&c.response);
+}
+
+static void plain_http_on_https_port(void **state)
+{
+    struct raw_client c = {.port = 0, .request = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"};
+
+    c.port = https_port;
+    run_client(&c);
+    assert_null(strstr(c.response.buf ? c.response.buf : "", "HTTP/1.1"));
+    assert_true(c.saw_eof);
+    sb_free(&c.response);
+}
+
 static void half_closed_client_gets_response(void **state)
 {
     struct raw_client c = {.port = http_port, .end = HALF_CLOSE,
@@ -860,6 +886,45 @@ static void tls_load_rejects_missing_file(void **state)
     free(missing);
 }
 
+static void dual_stack_shows_ipv4_peer(void **state)
+{
+    struct http_server *srv = http_server_new(loop, handle, NULL);
+    struct raw_client c = {.request = "GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n"};
+    struct qm_error err = {0};
+    bool closed = false;
+
+    if (http_server_listen_tcp(srv, NULL, 0, NULL, &err) < 0) {
+        /* A host without IPv6 cannot bind "::". */
+        http_server_close(srv, on_server_closed, &closed);
+        while (!closed)
+            uv_run(loop, UV_RUN_ONCE);
+        skip();
+    }
+    c.port = http_server_port(srv);
+    run_client(&c);
+    assert_non_null(strstr(c.response.buf, "peer=127.0.0.1\n"));
+    http_server_close(srv, on_server_closed, &closed);
+    while (!closed)
+        uv_run(loop, UV_RUN_ONCE);
+    sb_free(&c.response);
+}
+
+static void listen_rejects_bad_address(void **state)
+{
+    struct http_server *srv = http_server_new(loop, handle, NULL);
+    struct qm_error err = {0};
+    bool closed = false;
+
+    assert_int_equal(http_server_listen_tcp(srv, "localhost", 0, NULL, &err), -1);
+    assert_int_equal(err.code, 400);
+    assert_int_equal(http_server_listen_tcp(srv, "127.0.0.1", 70000, NULL, &err), -1);
+    assert_int_equal(err.code, 400);
+    assert_int_equal(http_server_port(srv), -1);
+    http_server_close(srv, on_server_closed, &closed);
+    while (!closed)
+        uv_run(loop, UV_RUN_ONCE);
+}
+
 static void unix_listen_rejects_live_socket(void **state)
 {
     struct http_server *srv = http_server_new(loop, handle, NULL);
@@ -899,10 +964,14 @@ int main(void)
         cmocka_unit_test(pipelined_requests_answer_in_order),
         cmocka_unit_test(http10_closes_after_response),
         cmocka_unit_test(http10_keep_alive_is_honoured),
+        cmocka_unit_test(upgrade_request_is_answered),
+        cmocka_unit_test(plain_http_on_https_port),
         cmocka_unit_test(half_closed_client_gets_response),
         cmocka_unit_test(reset_before_async_response),
         cmocka_unit_test(idle_connection_is_closed),
         cmocka_unit_test(server_close_with_pending_request),
+        cmocka_unit_test(dual_stack_shows_ipv4_peer),
+        cmocka_unit_test(listen_rejects_bad_address),
         cmocka_unit_test(unix_listen_rejects_live_socket),
     };
 
