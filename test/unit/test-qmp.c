@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -199,32 +200,80 @@ static void start_qemu(struct fixture *f)
     f->qemu_pid = (pid_t)pid;
 }
 
-/* True when pid is gone or a zombie that its new parent has not reaped yet. */
-static bool process_gone(pid_t pid)
+/* Returns the state letter ('R', 'S', 'T', 'Z', ...) from a stat file of /proc, or 0. */
+static char stat_file_state(const char *path)
 {
-    char path[64];
     char *stat = NULL;
     size_t len;
     const char *end;
-    bool gone;
+    char state = 0;
+
+    if (qm_read_file(path, &stat, &len, NULL) < 0)
+        return 0;
+    /* The state follows the command name, which is in parentheses. */
+    end = strrchr(stat, ')');
+    if (end && end[1] == ' ')
+        state = end[2];
+    free(stat);
+    return state;
+}
+
+static char process_state(pid_t pid)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    return stat_file_state(path);
+}
+
+/* True when every thread of pid is stopped, not only the main one. */
+static bool process_stopped(pid_t pid)
+{
+    char path[64];
+    DIR *dir;
+    struct dirent *entry;
+    bool stopped = true;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    dir = opendir(path);
+    if (!dir)
+        return false;
+    while (stopped && (entry = readdir(dir))) {
+        char task[300];
+
+        if (entry->d_name[0] == '.')
+            continue;
+        snprintf(task, sizeof(task), "/proc/%d/task/%s/stat", (int)pid, entry->d_name);
+        stopped = stat_file_state(task) == 'T';
+    }
+    closedir(dir);
+    return stopped;
+}
+
+/* True when pid is gone or a zombie that its new parent has not reaped yet. */
+static bool process_gone(pid_t pid)
+{
+    char state;
 
     if (kill(pid, 0) < 0 && errno == ESRCH)
         return true;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if (qm_read_file(path, &stat, &len, NULL) < 0)
-        return true;
-    /* The state follows the command name, which is in parentheses. */
-    end = strrchr(stat, ')');
-    gone = !end || end[1] == '\0' || end[2] == 'Z' || end[2] == 'X';
-    free(stat);
-    return gone;
+    state = process_state(pid);
+    return state == 0 || state == 'Z' || state == 'X';
+}
+
+/* Stops QEMU and waits until it is stopped: kill() returns before that. */
+static void pause_qemu(struct fixture *f)
+{
+    assert_int_equal(kill(f->qemu_pid, SIGSTOP), 0);
+    for (int i = 0; i < 500 && !process_stopped(f->qemu_pid); i++)
+        usleep(1000);
+    assert_true(process_stopped(f->qemu_pid));
 }
 
 static void stop_qemu(struct fixture *f)
 {
     if (f->qemu_pid <= 0)
         return;
-    kill(f->qemu_pid, SIGCONT);
     kill(f->qemu_pid, SIGKILL);
     /* QEMU is not our child after -daemonize: wait for the pid to disappear. */
     for (int i = 0; i < 500 && !process_gone(f->qemu_pid); i++)
@@ -395,7 +444,7 @@ static void pending_commands_fail_on_eof(void **state)
 
     connect_ready(f);
     /* A stopped QEMU reads nothing, so both commands stay pending. */
-    assert_int_equal(kill(f->qemu_pid, SIGSTOP), 0);
+    pause_qemu(f);
     assert_int_equal(qmp_command(f->qmp, "query-status", NULL, on_reply, &first, NULL), 0);
     assert_int_equal(qmp_command(f->qmp, "query-name", NULL, on_reply, &second, NULL), 0);
     uv_run(&f->loop, UV_RUN_NOWAIT);
@@ -419,7 +468,7 @@ static void command_timeout_then_late_reply(void **state)
     uint64_t start;
 
     connect_ready(f);
-    assert_int_equal(kill(f->qemu_pid, SIGSTOP), 0);
+    pause_qemu(f);
     start = uv_now(&f->loop);
     assert_int_equal(qmp_command_timeout(f->qmp, "query-status", NULL, 200, on_reply, &slot,
                                          NULL), 0);
