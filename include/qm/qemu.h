@@ -36,6 +36,31 @@ int qm_qemu_caps_from_version(const char *binary, const char *version, bool pve_
 void qm_qemu_caps_free(struct qm_qemu_caps *caps);
 bool qm_qemu_caps_has_machine(const struct qm_qemu_caps *caps, const char *name);
 
+/* A PCI function of the host, as listed under /sys/bus/pci/devices. */
+struct qm_host_pci {
+    char *id;                /* full address: 0000:01:00.4 */
+    char *vendor;            /* "10de", without 0x */
+    char *device;            /* "2231" */
+    int iommu_group;         /* -1 when the device has no IOMMU group */
+    bool mdev;               /* supports mediated devices (mdev_supported_types) */
+};
+
+/* A cluster-wide PCI resource mapping (/etc/pve/mapping/pci.cfg), for this node only. */
+struct qm_pci_mapping {
+    char *name;              /* the mapping id, e.g. someGpu */
+    char *id;                /* expected vendor:device, e.g. 10de:2231, or NULL */
+    int iommu_group;         /* expected IOMMU group, or -1 */
+    bool mdev;               /* mediated devices may be created */
+    bool live_migration;     /* live-migration-capable */
+    struct strvec paths;     /* alternatives, each "ADDR" or "ADDR;ADDR" for multifunction */
+};
+
+/* A network bridge and its MTU. */
+struct qm_host_bridge {
+    char *name;
+    int mtu;
+};
+
 /* What the host offers a VM. */
 struct qm_host {
     char *arch;              /* x86_64, aarch64 */
@@ -46,6 +71,31 @@ struct qm_host {
     bool vhost_net;          /* /dev/vhost-net exists */
     char *iscsi_initiator;   /* InitiatorName from /etc/iscsi/initiatorname.iscsi, or NULL */
     char *cdrom;             /* the host CD-ROM drive (/dev/cdrom), or NULL */
+
+    /*
+     * With live_sysfs set (qm_host_probe), PCI devices and bridge MTUs are
+     * read from /sys when a command line is generated, because they change
+     * while the daemon runs; otherwise the lists below are used.
+     */
+    bool live_sysfs;
+    struct qm_host_pci *pci;
+    size_t npci;
+    struct qm_host_bridge *bridges;   /* bridges not listed have MTU 1500 */
+    size_t nbridges;
+    struct qm_pci_mapping *pci_mappings;
+    size_t npci_mappings;
+
+    bool hugepages_2m;       /* /sys/kernel/mm/hugepages/hugepages-2048kB exists */
+    bool hugepages_1g;       /* /sys/kernel/mm/hugepages/hugepages-1048576kB exists */
+    int numa_nodes;          /* host NUMA nodes 0 .. numa_nodes-1 exist */
+
+    /* AMD SEV support of the host (kvm_amd parameters and CPUID 0x8000001F). */
+    bool sev, sev_es, sev_snp;
+    int sev_cbitpos;
+    int sev_reduced_phys_bits;
+
+    /* Firmware images that exist, with their sizes; NULL: stat() the real files. */
+    long long (*file_size)(const char *path);
 };
 
 /*
@@ -54,9 +104,42 @@ struct qm_host {
  * /sys/module/kvm_amd exists.
  */
 void qm_host_probe(struct qm_host *host);
-/* Fills a host with fixed values: x86_64, GenuineIntel, KVM usable, 46 address bits. */
+/*
+ * Fills a host with fixed values: x86_64, GenuineIntel, KVM usable, 46 address
+ * bits, 2M and 1G huge pages, one NUMA node, no PCI devices, no SEV.
+ */
 void qm_host_default(struct qm_host *host);
 void qm_host_free(struct qm_host *host);
+/*
+ * Returns the size of a firmware image of Proxmox VE's pve-edk2-firmware by
+ * its file name (VARS 4M: 528 KiB, VARS: 128 KiB, AAVMF VARS: 64 MiB), or -1.
+ * qm_host_default() uses it for host->file_size.
+ */
+long long qm_host_pve_firmware_size(const char *path);
+/* Appends a PCI function to host->pci. */
+void qm_host_add_pci(struct qm_host *host, const char *id, const char *vendor,
+                     const char *device, int iommu_group, bool mdev);
+
+/* A custom CPU model from /etc/pve/virtual-guest/cpu-models.conf. */
+struct qm_cpu_model {
+    char *name;              /* without the "custom-" prefix */
+    struct qm_propstr props; /* reported-model, flags, hv-vendor-id, phys-bits, ... */
+};
+
+struct qm_cpu_models {
+    struct qm_cpu_model *v;
+    size_t n;
+};
+
+/*
+ * Reads cpu-models.conf: "cpu-model: NAME" sections with indented
+ * "KEY VALUE" lines. A missing file gives an empty list.
+ */
+int qm_cpu_models_load(const char *path, struct qm_cpu_models *models, struct qm_error *err);
+int qm_cpu_models_parse(const char *text, struct qm_cpu_models *models, struct qm_error *err);
+void qm_cpu_models_free(struct qm_cpu_models *models);
+const struct qm_cpu_model *qm_cpu_models_find(const struct qm_cpu_models *models,
+                                              const char *name);
 
 struct qm_cmdline_input {
     int vmid;
@@ -65,7 +148,15 @@ struct qm_cmdline_input {
     const struct qm_host *host;
     const struct qm_qemu_caps *caps;
     const struct qm_paths *paths;   /* run_dir and event_socket */
+    const struct qm_cpu_models *cpu_models;   /* custom CPU models, or NULL for none */
 };
+
+/*
+ * The temporary EFI vars file of a VM without efidisk0
+ * (ROOT/run/qemu-server/efidisk/VMID-ovmf.fd). The caller of qm_qemu_cmdline()
+ * copies the OVMF vars template there before it starts QEMU. Caller frees.
+ */
+char *qm_qemu_efivars_temp_path(const struct qm_paths *paths, int vmid);
 
 /*
  * Generates the QEMU command line for a VM, as Proxmox VE's qemu-server does

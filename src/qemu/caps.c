@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "qm/qemu.h"
+#include "gen.h"
 
 static int parse_version(const char *s, struct qm_qemu_caps *caps)
 {
@@ -188,6 +188,10 @@ void qm_host_default(struct qm_host *host)
     host->phys_bits = 46;
     host->kvm = true;
     host->vhost_net = true;
+    host->hugepages_2m = true;
+    host->hugepages_1g = true;
+    host->numa_nodes = 1;
+    host->file_size = qm_host_pve_firmware_size;
 }
 
 void qm_host_probe(struct qm_host *host)
@@ -242,6 +246,7 @@ void qm_host_probe(struct qm_host *host)
     }
     if (lstat("/dev/cdrom", &st) == 0)
         host->cdrom = qm_strdup("/dev/cdrom");
+    gen_host_probe_sysfs(host);
 }
 
 void qm_host_free(struct qm_host *host)
@@ -250,5 +255,6 @@ void qm_host_free(struct qm_host *host)
     free(host->cpu_vendor);
     free(host->iscsi_initiator);
     free(host->cdrom);
+    gen_host_free_lists(host);
     memset(host, 0, sizeof(*host));
 }

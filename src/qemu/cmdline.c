@@ -171,16 +171,29 @@ const char *gen_pci_addr(struct gen *g, const char *id, char *buf, size_t len)
 
 const char *gen_pcie_addr(const char *id, char *buf, size_t len)
 {
-    static const struct {
-        const char *id;
-        int addr;
-    } slots[] = {{"vga", 1}, {"hostpci0", 0x10}, {"hostpci1", 0x11}, {"hostpci2", 0x12},
-                 {"hostpci3", 0x13}, {"ivshmem", 0x14}};
+    /* Root-bus slots of "hostpciNbus0", used for Windows 7 guests. */
+    static const int bus0_slots[] = {16, 17, 18, 19, 9, 10, 11, 12,
+                                     13, 14, 15, 21, 22, 23, 24, 25};
+    long long n;
 
     buf[0] = '\0';
-    for (size_t i = 0; i < QM_ARRAY_SIZE(slots); i++)
-        if (strcmp(slots[i].id, id) == 0)
-            snprintf(buf, len, ",bus=pcie.0,addr=0x%x", slots[i].addr);
+    if (strcmp(id, "vga") == 0) {
+        snprintf(buf, len, ",bus=pcie.0,addr=0x1");
+    } else if (strcmp(id, "ivshmem") == 0) {
+        snprintf(buf, len, ",bus=pcie.0,addr=0x14");
+    } else if (qm_str_starts(id, "hostpci")) {
+        char *num = qm_strdup(id + 7);
+        bool bus0 = qm_str_ends(num, "bus0");
+        if (bus0)
+            num[strlen(num) - 4] = '\0';
+        if (qm_parse_int(num, &n) && n >= 0 && n < 16) {
+            if (bus0)
+                snprintf(buf, len, ",bus=pcie.0,addr=0x%x", bus0_slots[n]);
+            else
+                snprintf(buf, len, ",bus=ich9-pcie-port-%lld,addr=0x0", n + 1);
+        }
+        free(num);
+    }
     return buf;
 }
 
@@ -326,6 +339,16 @@ static void bootorder_set(struct bootorder *b, const char *key, int index)
     sv_pushf(&b->values, "%d", index);
 }
 
+const char *gen_bootindex(const struct gen *g, const char *key)
+{
+    if (!g->boot_keys)
+        return NULL;
+    for (size_t i = 0; i < g->boot_keys->n; i++)
+        if (strcmp(g->boot_keys->v[i], key) == 0)
+            return g->boot_values->v[i];
+    return NULL;
+}
+
 static const char *const drive_prefixes[] = {"ide", "scsi", "virtio", "sata"};
 static const int drive_max[] = {4, 31, 16, 6};
 
@@ -446,54 +469,6 @@ static void add_smbios(struct gen *g)
     sv_push(&g->cmd, sb.buf);
     sb_free(&sb);
     qm_propstr_free(&ps);
-}
-
-static int add_usb_controllers(struct gen *g)
-{
-    char addr[64];
-    bool use_xhci = gen_machine_at_least(g, 7, 1, 0) &&
-                    (strcmp(g->ostype, "l26") == 0 || g->winversion > 7);
-    bool any_usb = false, usb2 = false, usb3 = false;
-
-    if (strcmp(g->arch, "aarch64") == 0) {
-        sv_push(&g->devices, "-device");
-        sv_pushf(&g->devices, "usb-ehci,id=ehci%s", gen_pci_addr(g, "ehci", addr, sizeof(addr)));
-    } else if (!g->q35) {
-        sv_push(&g->devices, "-device");
-        sv_pushf(&g->devices, "piix3-usb-uhci,id=uhci%s.0x2",
-                 gen_pci_addr(g, "piix3", addr, sizeof(addr)));
-    }
-    for (int i = 0; i < 14; i++) {
-        char key[16];
-        snprintf(key, sizeof(key), "usb%d", i);
-        const char *v = gen_get(g, key);
-        if (!v)
-            continue;
-        /* Only qemu-xhci has more than the 5 ports of the old controllers. */
-        if (i >= 5 && !use_xhci)
-            return qm_fail(g->err, 400,
-                           "using usb%d is only possible with machine type >= 7.1 and ostype"
-                           " l26 or windows > 7",
-                           i);
-        any_usb = true;
-        if (strstr(v, "usb3=1") || strstr(v, "usb3=on") || strstr(v, "usb3=yes"))
-            usb3 = true;
-        else
-            usb2 = true;
-    }
-    if (!use_xhci && !g->q35 && usb2 && strcmp(g->arch, "aarch64") != 0) {
-        sv_push(&g->devices, "-readconfig");
-        sv_push(&g->devices, "/usr/share/qemu-server/pve-usb.cfg");
-    }
-    gen_pci_addr(g, "xhci", addr, sizeof(addr));
-    if (use_xhci && any_usb) {
-        sv_push(&g->devices, "-device");
-        sv_pushf(&g->devices, "qemu-xhci,p2=15,p3=15,id=xhci%s", addr);
-    } else if (usb3) {
-        sv_push(&g->devices, "-device");
-        sv_pushf(&g->devices, "nec-usb-xhci,id=xhci%s", addr);
-    }
-    return 0;
 }
 
 struct vga {
@@ -652,28 +627,6 @@ static void add_timer_flags(struct gen *g)
         sv_push(&g->rtc_flags, "base=localtime");
 }
 
-static int add_memory(struct gen *g)
-{
-    const char *mem = gen_get(g, "memory");
-    long long mb = 512;
-
-    if (mem) {
-        struct qm_propstr ps = {0};
-        if (qm_propstr_parse("memory", mem, &ps, g->err) < 0)
-            return -1;
-        const char *current = ps_get(&ps, "current");
-        if (!current || !qm_parse_int(current, &mb)) {
-            qm_propstr_free(&ps);
-            return qm_fail(g->err, 400, "memory: invalid value '%s'", mem);
-        }
-        qm_propstr_free(&ps);
-    }
-    /* NOTE: memory hotplug, NUMA nodes and huge pages are not generated yet. */
-    sv_push(&g->cmd, "-m");
-    sv_pushf(&g->cmd, "%lld", mb);
-    return 0;
-}
-
 static void add_agent(struct gen *g)
 {
     const char *agent = gen_get(g, "agent");
@@ -699,15 +652,6 @@ static void add_agent(struct gen *g)
         }
     }
     qm_propstr_free(&ps);
-}
-
-/*
- * NOTE: bridge MTUs are fixed values, not read from /sys/class/net/BRIDGE/mtu:
- * 1500, and 1450 for a bridge named vxlan_bridge.
- */
-static int bridge_mtu(const char *bridge)
-{
-    return strcmp(bridge, "vxlan_bridge") == 0 ? 1450 : 1500;
 }
 
 static int add_nets(struct gen *g, const struct bootorder *bo)
@@ -781,7 +725,7 @@ static int add_nets(struct gen *g, const struct bootorder *bo)
             if (strcmp(bo->keys.v[b], key) == 0)
                 sb_addf(&dev, ",bootindex=%s", bo->values.v[b]);
         if (virtio && bridge) {
-            int bmtu = bridge_mtu(bridge);
+            int bmtu = gen_host_bridge_mtu(g->in->host, bridge);
             int mtu = mtu_s ? atoi(mtu_s) : 0;
             if (mtu == 0 || mtu == 1) {
                 mtu = bmtu;
@@ -992,6 +936,8 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
                        caps->major, caps->minor, caps->micro);
     if (choose_machine(g, ps_get(machine, "type")) < 0)
         return -1;
+    g->boot_keys = &bo->keys;
+    g->boot_values = &bo->values;
     g->kvm = gen_bool(g, "kvm", strcmp(g->arch, in->host->arch) == 0);
     if (g->kvm && !in->host->kvm)
         return qm_fail(g->err, 400,
@@ -1083,7 +1029,7 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         sv_pushf(&g->devices, "vmgenid,guid=%s", vmgenid);
     }
 
-    if (add_usb_controllers(g) < 0)
+    if (gen_usb_controllers(g) < 0)
         return -1;
 
     struct vga vga;
@@ -1104,7 +1050,12 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         }
     }
 
-    if (add_serial(g) < 0) {
+    if (gen_hostpci(g, &vga.type) < 0 || gen_usb_devices(g) < 0 || add_serial(g) < 0) {
+        rc = -1;
+        goto out;
+    }
+    /* A template starts only for backups, and its TPM state may be read-only. */
+    if (!gen_bool(g, "template", false) && gen_tpm(g) < 0) {
         rc = -1;
         goto out;
     }
@@ -1174,7 +1125,7 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
 
     add_timer_flags(g);
 
-    if (gen_cpu(g) < 0 || add_memory(g) < 0) {
+    if (gen_cpu(g) < 0 || gen_memory(g, sockets, cores) < 0) {
         rc = -1;
         goto out;
     }
@@ -1186,6 +1137,10 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
     }
 
     add_agent(g);
+    if (gen_rng(g) < 0) {
+        rc = -1;
+        goto out;
+    }
 
     if (vga.clipboard && strcmp(vga.clipboard, "vnc") == 0 &&
         !(qm_str_starts(vga.type, "std") || qm_str_starts(vga.type, "cirrus") ||
@@ -1339,6 +1294,11 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
             sv_pushf(&g->devices, "virtio-iommu-pci%s", extra);
         }
         free(extra);
+    }
+
+    if (gen_sev(g) < 0) {
+        rc = -1;
+        goto out;
     }
 
     const char *ksm = gen_get(g, "allow-ksm");

@@ -35,6 +35,12 @@ struct gen {
     struct strvec machine_flags;
     struct strvec rtc_flags;
     unsigned bridges;           /* bit N: PCI bridge pci.N is used */
+    const struct strvec *boot_keys;     /* device names of the boot order */
+    const struct strvec *boot_values;   /* their bootindex values */
+    bool kvm_off;               /* a hostpci device with x-vga hides KVM from the guest */
+    bool gpu_passthrough;       /* a hostpci device with x-vga */
+    bool legacy_igd;            /* a hostpci device in legacy IGD mode */
+    const char *cvm_type;       /* amd-sev type: "std", "es", "snp"; NULL without SEV */
 };
 
 /* Returns the configured value of key, or NULL. */
@@ -62,11 +68,37 @@ const char *gen_pcie_addr(const char *id, char *buf, size_t len);
 const char *ps_get(const struct qm_propstr *ps, const char *key);
 bool ps_bool(const struct qm_propstr *ps, const char *key, bool def);
 
-/* Parts of the command line, in src/qemu/{cpu,drive}.c. */
+/* The bootindex of a device name such as "net0", or NULL when it is not in the boot order. */
+const char *gen_bootindex(const struct gen *g, const char *key);
+
+/* Parts of the command line, in src/qemu/{cpu,drive,usb,memory,pci,devices}.c. */
 int gen_cpu(struct gen *g);
+int gen_usb_controllers(struct gen *g);
+int gen_usb_devices(struct gen *g);
+int gen_memory(struct gen *g, long long sockets, long long cores);
+int gen_hostpci(struct gen *g, char **vga_type);
+int gen_rng(struct gen *g);
+int gen_tpm(struct gen *g);
+int gen_sev(struct gen *g);
 int gen_drives(struct gen *g, const struct strvec *bootorder_keys,
                const struct strvec *bootorder_values);
 int gen_efi(struct gen *g);
+
+/* Whether a hotplug feature such as "memory" is in the "hotplug" list ("1" is the default set). */
+bool gen_hotplug_has(const struct gen *g, const char *feature);
+
+/* Host facts, in src/qemu/host.c. */
+void gen_host_probe_sysfs(struct qm_host *host);
+void gen_host_free_lists(struct qm_host *host);
+/*
+ * Finds the host PCI functions that an address such as "00:ff.1", "f0:43"
+ * (all functions) or "1234:f0:43" names; out->pci receives them sorted.
+ * Returns their number. The caller frees out with gen_host_free_lists().
+ */
+int gen_host_pci_find(const struct qm_host *host, const char *id, struct qm_host *out);
+int gen_host_bridge_mtu(const struct qm_host *host, const char *bridge);
+/* The size of a file in bytes, or -1 when it does not exist. */
+long long gen_host_file_size(const struct qm_host *host, const char *path);
 
 /* A JSON object built with keys in byte order, as Perl's canonical JSON prints them. */
 struct json_obj {

@@ -9,8 +9,11 @@
  *            printed beside the result.
  *
  * The description comments may set QEMU_VERSION (default 11.0.0),
- * HOST_ARCH (x86_64) and HOST_CPU_VENDOR (GenuineIntel). The storage
- * configuration is env/storage.cfg of the case folder or of its parent.
+ * HOST_ARCH (x86_64), HOST_CPU_VENDOR (GenuineIntel) and HW_CAPABILITIES
+ * (SEV support). The storage configuration and the custom CPU models are
+ * env/storage.cfg and env/cpu-models.conf of the case folder or of its
+ * parent. The host has the PCI devices, PCI mappings and bridge MTUs that
+ * the cases assume (set_case_host).
  */
 #include "qm/qemu.h"
 #include "qm/storage.h"
@@ -39,18 +42,107 @@ static char *case_setting(const char *text, const char *name)
     return NULL;
 }
 
-/* Finds env/storage.cfg in dir or its parent. */
-static char *find_storage_cfg(const char *dir)
+/* Finds env/NAME in dir or its parent. */
+static char *find_env_file(const char *dir, const char *name)
 {
-    char *path = qm_sprintf("%s/env/storage.cfg", dir);
+    char *path = qm_sprintf("%s/env/%s", dir, name);
     if (is_file(path))
         return path;
     free(path);
-    path = qm_sprintf("%s/../env/storage.cfg", dir);
+    path = qm_sprintf("%s/../env/%s", dir, name);
     if (is_file(path))
         return path;
     free(path);
     return NULL;
+}
+
+/* Reads "KEY": true / number from raw JSON text; a minimal lookup for HW_CAPABILITIES. */
+static const char *json_value_of(const char *json, const char *key)
+{
+    char *quoted = qm_sprintf("\"%s\"", key);
+    const char *p = strstr(json, quoted);
+    free(quoted);
+    if (!p)
+        return NULL;
+    p = strchr(p + strlen(key) + 2, ':');
+    if (!p)
+        return NULL;
+    p++;
+    while (*p == ' ')
+        p++;
+    return p;
+}
+
+/* Sets the SEV capabilities of a HW_CAPABILITIES value. */
+static void set_hw_capabilities(struct qm_host *host, const char *caps)
+{
+    if (strcmp(caps, "amd-turin-9005") == 0) {
+        host->sev = host->sev_es = host->sev_snp = true;
+        host->sev_cbitpos = 51;
+        host->sev_reduced_phys_bits = 6;
+        return;
+    }
+    const char *v;
+    if ((v = json_value_of(caps, "sev-support")))
+        host->sev = qm_str_starts(v, "true") || qm_str_starts(v, "1");
+    if ((v = json_value_of(caps, "sev-support-es")))
+        host->sev_es = qm_str_starts(v, "true") || qm_str_starts(v, "1");
+    if ((v = json_value_of(caps, "sev-support-snp")))
+        host->sev_snp = qm_str_starts(v, "true") || qm_str_starts(v, "1");
+    if ((v = json_value_of(caps, "cbitpos")))
+        host->sev_cbitpos = atoi(v);
+    if ((v = json_value_of(caps, "reduced-phys-bits")))
+        host->sev_reduced_phys_bits = atoi(v);
+}
+
+/* The fixed host of the cases: its PCI devices, mappings and bridges. */
+static void set_case_host(struct qm_host *host)
+{
+    static const char *const plain[] = {
+        "0000:00:43.1", "0000:00:f4.0", "0000:00:ff.1", "0000:0f:f2.0", "0000:d0:13.0",
+        "0000:d0:15.1", "0000:d0:15.2", "0000:d0:17.0", "0000:f0:42.0", "0000:f0:43.0",
+        "0000:f0:43.1", "1234:f0:43.1",
+    };
+
+    for (size_t i = 0; i < QM_ARRAY_SIZE(plain); i++)
+        qm_host_add_pci(host, plain[i], "", "", -1, false);
+    for (int f = 4; f <= 6; f++) {
+        char id[32];
+        snprintf(id, sizeof(id), "0000:01:00.%d", f);
+        qm_host_add_pci(host, id, "10de", "2231", 1, true);
+    }
+    static const int nic_functions[] = {0, 1, 4};
+    for (size_t i = 0; i < QM_ARRAY_SIZE(nic_functions); i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "0000:07:10.%d", nic_functions[i]);
+        qm_host_add_pci(host, id, "8086", "1520", 2, false);
+    }
+
+    host->pci_mappings = qm_calloc(2, sizeof(*host->pci_mappings));
+    host->npci_mappings = 2;
+    struct qm_pci_mapping *gpu = &host->pci_mappings[0];
+    gpu->name = qm_strdup("someGpu");
+    gpu->id = qm_strdup("10de:2231");
+    gpu->iommu_group = 1;
+    gpu->mdev = true;
+    sv_push(&gpu->paths, "0000:01:00.4");
+    sv_push(&gpu->paths, "0000:01:00.5");
+    sv_push(&gpu->paths, "0000:01:00.6");
+    struct qm_pci_mapping *nic = &host->pci_mappings[1];
+    nic->name = qm_strdup("someNic");
+    nic->id = qm_strdup("8086:1520");
+    nic->iommu_group = 2;
+    sv_push(&nic->paths, "0000:07:10.0");
+    sv_push(&nic->paths, "0000:07:10.1");
+    sv_push(&nic->paths, "0000:07:10.4");
+
+    host->bridges = qm_calloc(1, sizeof(*host->bridges));
+    host->nbridges = 1;
+    host->bridges[0].name = qm_strdup("vxlan_bridge");
+    host->bridges[0].mtu = 1450;
+
+    /* Every host NUMA node exists. */
+    host->numa_nodes = 1 << 16;
 }
 
 /* Returns a description of the first line where got and expected differ. */
@@ -77,7 +169,7 @@ static char *cmd_first_difference(const char *got, const char *expected)
 }
 
 static void run_cfg2cmd_case(const char *dir, const char *file, struct qm_storage_cfg *storage,
-                             struct tally *t)
+                             const struct qm_cpu_models *cpu_models, struct tally *t)
 {
     char *path = qm_sprintf("%s/%s", dir, file);
     char *name = qm_strndup(file, strlen(file) - strlen(".conf"));
@@ -94,6 +186,7 @@ static void run_cfg2cmd_case(const char *dir, const char *file, struct qm_storag
     char *arch = case_setting(text, "HOST_ARCH");
     char *vendor = case_setting(text, "HOST_CPU_VENDOR");
     char *expect_error = case_setting(text, "EXPECT_ERROR");
+    char *hw_caps = case_setting(text, "HW_CAPABILITIES");
 
     struct qm_host host;
     qm_host_default(&host);
@@ -107,6 +200,9 @@ static void run_cfg2cmd_case(const char *dir, const char *file, struct qm_storag
     }
     host.iscsi_initiator = qm_strdup("iqn.1993-08.org.debian:01:aabbccddeeff");
     host.cdrom = qm_strdup("/dev/cdrom");
+    set_case_host(&host);
+    if (hw_caps)
+        set_hw_capabilities(&host, hw_caps);
 
     struct qm_qemu_caps caps;
     struct qm_paths paths;
@@ -121,7 +217,7 @@ static void run_cfg2cmd_case(const char *dir, const char *file, struct qm_storag
     if (rc == 0) {
         struct qm_cmdline_input in = {
             .vmid = 8006, .conf = conf, .storage = storage, .host = &host, .caps = &caps,
-            .paths = &paths,
+            .paths = &paths, .cpu_models = cpu_models,
         };
         rc = qm_qemu_cmdline(&in, &argv, &warnings, &err);
     }
@@ -167,6 +263,7 @@ static void run_cfg2cmd_case(const char *dir, const char *file, struct qm_storag
     free(arch);
     free(vendor);
     free(expect_error);
+    free(hw_caps);
     free(text);
     free(name);
     free(path);
@@ -176,20 +273,32 @@ static void run_cfg2cmd_dir(const char *dir, struct tally *t)
 {
     struct strvec files = {0};
     struct qm_storage_cfg storage = {0};
+    struct qm_cpu_models cpu_models = {0};
     struct qm_error err = {0};
-    char *storage_path = find_storage_cfg(dir);
+    char *storage_path = find_env_file(dir, "storage.cfg");
+    char *models_path = find_env_file(dir, "cpu-models.conf");
 
     if (storage_path && qm_storage_cfg_load(storage_path, &storage, &err) < 0) {
         fprintf(stderr, "conformance: %s\n", err.msg);
         free(storage_path);
+        free(models_path);
+        return;
+    }
+    if (models_path && qm_cpu_models_load(models_path, &cpu_models, &err) < 0) {
+        fprintf(stderr, "conformance: %s\n", err.msg);
+        free(storage_path);
+        free(models_path);
+        qm_storage_cfg_free(&storage);
         return;
     }
     free(storage_path);
+    free(models_path);
     list_files(dir, ".conf", &files);
     for (size_t i = 0; i < files.n; i++)
-        run_cfg2cmd_case(dir, files.v[i], &storage, t);
+        run_cfg2cmd_case(dir, files.v[i], &storage, &cpu_models, t);
     sv_free(&files);
     qm_storage_cfg_free(&storage);
+    qm_cpu_models_free(&cpu_models);
 
     /* Case folders below this one, such as aarch64/. */
     DIR *d = opendir(dir);
