@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "qm/api.h"
@@ -229,6 +230,8 @@ int main(int argc, char **argv)
     if (parse_options(argc, argv, &opts) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
+    /* Daemonized QEMUs become children of qmd, which reaps them when they exit. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
 
     node.loop = uv_default_loop();
     qm_paths_init(&node.paths, opts.root);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "qm/config.h"
@@ -135,29 +136,33 @@ unsigned long long qm_vm_rss(const struct qm_vm *vm)
     return kib * 1024;
 }
 
-/* Whether pid is a QEMU started for this VM: its command line has "-id VMID". */
-static bool process_is_vm(pid_t pid, int vmid)
+/*
+ * Whether pid is a QEMU started for this VM: its command line names this
+ * VM's pidfile. (Upstream QEMU has no "-id" option to look for.)
+ */
+static bool process_is_vm(const struct qm_vm *vm, pid_t pid)
 {
     char path[64];
     char *data = NULL;
     size_t len = 0;
     bool found = false;
-    char id[16];
+    char *pidfile = run_path(vm, "pid");
 
     snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-    if (qm_read_file(path, &data, &len, NULL) < 0)
-        return false;
-    snprintf(id, sizeof(id), "%d", vmid);
-    for (size_t i = 0; i < len;) {
-        const char *arg = data + i;
-        size_t n = strlen(arg);
-        if (strcmp(arg, "-id") == 0 && i + n + 1 < len && strcmp(arg + n + 1, id) == 0) {
-            found = true;
-            break;
+    if (qm_read_file(path, &data, &len, NULL) == 0) {
+        for (size_t i = 0; i < len;) {
+            const char *arg = data + i;
+            size_t n = strlen(arg);
+            if (strcmp(arg, "-pidfile") == 0 && i + n + 1 < len &&
+                strcmp(arg + n + 1, pidfile) == 0) {
+                found = true;
+                break;
+            }
+            i += n + 1;
         }
-        i += n + 1;
+        free(data);
     }
-    free(data);
+    free(pidfile);
     return found;
 }
 
@@ -298,7 +303,17 @@ static void on_process_exit(struct qm_vm *vm)
 
 static void pidfd_cb(uv_poll_t *handle, int status, int events)
 {
-    on_process_exit(handle->data);
+    struct qm_vm *vm = handle->data;
+    siginfo_t info;
+
+    /*
+     * qmd is the child subreaper of the QEMUs it started, so it reaps them
+     * here. A QEMU found after a restart is not its child: waitid fails
+     * with ECHILD and whoever adopted it reaps it.
+     */
+    memset(&info, 0, sizeof(info));
+    (void)waitid(P_PIDFD, (id_t)vm->pidfd, &info, WEXITED | WNOHANG);
+    on_process_exit(vm);
 }
 
 /* Watches pid through a pidfd; returns -1 when the process is already gone. */
@@ -866,7 +881,7 @@ void qm_vm_recover(struct qm_vm *vm)
 
     if (pid <= 0)
         return;
-    if (!process_is_vm(pid, vm->vmid) || watch_pid(vm, pid) < 0) {
+    if (!process_is_vm(vm, pid) || watch_pid(vm, pid) < 0) {
         qm_log(QM_LOG_INFO, vm->vmid, "removing stale pidfile of process %d", (int)pid);
         remove_runtime_files(vm);
         return;
