@@ -991,6 +991,17 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
     add_smbios(g);
 
     const char *bios = gen_get(g, "bios");
+    char cvm_type[16] = "";
+    const char *sev = gen_get(g, "amd-sev");
+    if (sev) {
+        struct qm_propstr sev_ps = {0};
+        if (qm_propstr_parse("amd-sev", sev, &sev_ps, g->err) < 0)
+            return -1;
+        const char *type = ps_get(&sev_ps, "type");
+        snprintf(cvm_type, sizeof(cvm_type), "%s", type ? type : "std");
+        qm_propstr_free(&sev_ps);
+        g->cvm_type = cvm_type;
+    }
     if (bios && strcmp(bios, "ovmf") == 0 && gen_efi(g) < 0)
         return -1;
 

@@ -693,37 +693,62 @@ int gen_drives(struct gen *g, const struct strvec *boot_keys, const struct strve
     return 0;
 }
 
-/* Firmware files: Proxmox builds ship them in pve-edk2-firmware, Debian in ovmf. */
-static void ovmf_files(struct gen *g, const struct drive *efidisk, const char **code,
-                       const char **vars, long long *vars_size)
+/*
+ * Chooses the firmware images as qemu-server 9.2 does (OVMF.pm). Proxmox builds
+ * ship them in pve-edk2-firmware; Debian's ovmf and qemu-efi-aarch64 packages
+ * use the same file names in other folders. vars is NULL for SEV-SNP, which
+ * boots from one -bios image.
+ */
+static int ovmf_files(struct gen *g, const struct drive *efidisk, char **code, char **vars,
+                      long long *vars_size)
 {
     const char *efitype = efidisk ? dget(efidisk, "efitype") : NULL;
-    bool four_m = efitype && strcmp(efitype, "4m") == 0;
     bool ms = efidisk && ps_bool(&efidisk->ps, "pre-enrolled-keys", false);
+    const char *cvm = g->cvm_type;
+    const char *code_name, *vars_name = NULL;
+    const char *dir;
 
-    if (g->pve) {
-        if (four_m) {
-            *code = g->q35 ? "/usr/share/pve-edk2-firmware//OVMF_CODE_4M.secboot.fd"
-                           : "/usr/share/pve-edk2-firmware//OVMF_CODE_4M.fd";
-            *vars = ms ? "/usr/share/pve-edk2-firmware//OVMF_VARS_4M.ms.fd"
-                       : "/usr/share/pve-edk2-firmware//OVMF_VARS_4M.fd";
-            *vars_size = 540672;
+    *code = *vars = NULL;
+    *vars_size = 0;
+    if (strcmp(g->arch, "aarch64") == 0) {
+        dir = g->pve ? "/usr/share/pve-edk2-firmware/" : "/usr/share/AAVMF";
+        code_name = ms ? "AAVMF_CODE.secboot.fd" : "AAVMF_CODE.fd";
+        vars_name = ms ? "AAVMF_VARS.ms.fd" : "AAVMF_VARS.fd";
+    } else if (strcmp(g->arch, "x86_64") == 0) {
+        dir = g->pve ? "/usr/share/pve-edk2-firmware/" : "/usr/share/OVMF";
+        if (cvm && strcmp(cvm, "snp") == 0) {
+            code_name = "OVMF_SEV_4M.fd";
+        } else if (cvm) {
+            code_name = "OVMF_SEV_CODE_4M.fd";
+            vars_name = "OVMF_SEV_VARS_4M.fd";
+        } else if (efitype && strcmp(efitype, "4m") == 0) {
+            /* The secure-boot build needs SMM, which q35 has. */
+            code_name = g->q35 ? "OVMF_CODE_4M.secboot.fd" : "OVMF_CODE_4M.fd";
+            vars_name = ms ? "OVMF_VARS_4M.ms.fd" : "OVMF_VARS_4M.fd";
         } else {
-            *code = "/usr/share/pve-edk2-firmware//OVMF_CODE.fd";
-            *vars = "/usr/share/pve-edk2-firmware//OVMF_VARS.fd";
-            *vars_size = 131072;
+            code_name = "OVMF_CODE.fd";
+            vars_name = "OVMF_VARS.fd";
         }
-        return;
-    }
-    if (four_m) {
-        *code = g->q35 ? "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd" : "/usr/share/OVMF/OVMF_CODE_4M.fd";
-        *vars = ms ? "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" : "/usr/share/OVMF/OVMF_VARS_4M.fd";
-        *vars_size = 540672;
     } else {
-        *code = "/usr/share/OVMF/OVMF_CODE.fd";
-        *vars = "/usr/share/OVMF/OVMF_VARS.fd";
-        *vars_size = 131072;
+        return qm_fail(g->err, 400, "no OVMF images known for architecture '%s'", g->arch);
     }
+
+    *code = qm_sprintf("%s/%s", dir, code_name);
+    if (gen_host_file_size(g->in->host, *code) < 0)
+        return qm_fail(g->err, 500, "EFI base image '%s' not found", *code);
+    if (vars_name) {
+        *vars = qm_sprintf("%s/%s", dir, vars_name);
+        *vars_size = gen_host_file_size(g->in->host, *vars);
+        if (*vars_size < 0)
+            return qm_fail(g->err, 500, "EFI vars image '%s' not found", *vars);
+    }
+    return 0;
+}
+
+char *qm_qemu_efivars_temp_path(const struct qm_paths *paths, int vmid)
+{
+    return qm_sprintf("%s/run/qemu-server/efidisk/%d-ovmf.fd", paths->root ? paths->root : "",
+                      vmid);
 }
 
 int gen_efi(struct gen *g)
@@ -731,7 +756,7 @@ int gen_efi(struct gen *g)
     const char *value = gen_get(g, "efidisk0");
     struct drive d = {0};
     bool have = value != NULL;
-    const char *code, *vars;
+    char *code = NULL, *vars = NULL;
     long long vars_size;
     int rc = 0;
 
@@ -739,8 +764,20 @@ int gen_efi(struct gen *g)
         drive_free(&d);
         return -1;
     }
-    ovmf_files(g, have ? &d : NULL, &code, &vars, &vars_size);
-    char *temp_vars = qm_sprintf("%s/%d-ovmf.fd", g->in->paths->run_dir, g->in->vmid);
+    char *temp_vars = qm_qemu_efivars_temp_path(g->in->paths, g->in->vmid);
+    if (ovmf_files(g, have ? &d : NULL, &code, &vars, &vars_size) < 0) {
+        rc = -1;
+        goto out;
+    }
+    if (!vars) {
+        /* SEV-SNP: one image, no EFI vars drive. */
+        if (have)
+            gen_warn(g, "EFI disks are not supported with Confidential Virtual Machines and will"
+                        " be ignored");
+        sv_push(&g->cmd, "-bios");
+        sv_push(&g->cmd, code);
+        goto out;
+    }
 
     if (gen_version_guard(g, 10, 0, 0)) {
         if (!have) {
@@ -811,5 +848,7 @@ out:
         free(d.format);
     }
     free(temp_vars);
+    free(code);
+    free(vars);
     return rc;
 }

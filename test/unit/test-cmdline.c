@@ -376,9 +376,12 @@ static void start_real_qemu(const char *bios, const char *extra_conf)
 
     if (strcmp(bios, "ovmf") == 0) {
         /* The caller provides the temporary EFI vars file named in the command line. */
-        char *vars = qm_sprintf("%s/100-ovmf.fd", paths.run_dir);
+        char *vars = qm_qemu_efivars_temp_path(&paths, 100);
+        char *vars_dir = qm_strndup(vars, (size_t)(strrchr(vars, '/') - vars));
+        assert_int_equal(qm_mkdir_p(vars_dir, 0755, &err), 0);
         char *const cp[] = {"cp", "/usr/share/OVMF/OVMF_VARS.fd", vars, NULL};
         assert_int_equal(run_wait(cp), 0);
+        free(vars_dir);
         free(vars);
     }
 
