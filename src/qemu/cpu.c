@@ -220,9 +220,11 @@ static void add_hyperv_flags(struct gen *g, struct cpu_flags *flags, const char 
         return;
     if (bios && strcmp(bios, "ovmf") == 0 && g->winversion < 8)
         return;
-    /* NOTE: the GPU passthrough case (hv_vendor_id=proxmox) needs hostpci support. */
     if (hv_vendor_id)
         flags_merge(g, flags, "hv_vendor_id", "", hv_vendor_id, "custom hv_vendor_id set");
+    else if (g->gpu_passthrough)
+        flags_merge(g, flags, "hv_vendor_id", "", "proxmox",
+                    "NVIDIA workaround for GPU passthrough");
     if (gen_version_guard(g, 2, 3, 0)) {
         flags_merge(g, flags, "hv_spinlocks", "", "0x1fff", r);
         flags_merge(g, flags, "hv_vapic", "", NULL, r);
@@ -259,8 +261,9 @@ int gen_cpu(struct gen *g)
     const char *cpu = gen_get(g, "cpu");
     struct qm_propstr ps = {0};
     struct cpu_flags flags = {0};
-    bool hidden = false;
+    bool hidden = g->kvm_off;
     const char *hv_vendor_id = NULL;
+    const struct qm_cpu_model *custom = NULL;
     int rc = 0;
 
     if (cpu) {
@@ -276,16 +279,26 @@ int gen_cpu(struct gen *g)
             }
         }
         if (qm_str_starts(cputype, "custom-")) {
-            /* TODO: custom CPU models from cpu-models.conf. */
-            rc = qm_fail(g->err, 400, "custom CPU model '%s' is not supported", cputype + 7);
-            goto out;
+            custom = qm_cpu_models_find(g->in->cpu_models, cputype + 7);
+            if (!custom) {
+                rc = qm_fail(g->err, 400, "Custom cputype '%s' not found", cputype + 7);
+                goto out;
+            }
+            const char *reported = ps_get(&custom->props, "reported-model");
+            cputype = reported && *reported ? reported : "kvm64";
+            if (ps_get(&custom->props, "hidden"))
+                hidden = ps_bool(&custom->props, "hidden", false);
+            hv_vendor_id = ps_get(&custom->props, "hv-vendor-id");
         }
         if (strcmp(cputype, "Icelake-Client") == 0)
             cputype = "Icelake-Server";
         else if (strcmp(cputype, "Icelake-Client-noTSX") == 0)
             cputype = "Icelake-Server-noTSX";
-        hidden = ps_bool(&ps, "hidden", false);
-        hv_vendor_id = ps_get(&ps, "hv-vendor-id");
+        /* Settings of the VM override those of its custom model. */
+        if (ps_get(&ps, "hidden"))
+            hidden = ps_bool(&ps, "hidden", false);
+        if (ps_get(&ps, "hv-vendor-id"))
+            hv_vendor_id = ps_get(&ps, "hv-vendor-id");
     }
 
     const char *vendor = model_vendor(g->arch, cputype);
@@ -300,6 +313,9 @@ int gen_cpu(struct gen *g)
     if (g->kvm && x86)
         add_hyperv_flags(g, &flags, hv_vendor_id);
     flags_merge_list(g, &flags, builtin_flags, "set by builtin CPU model", false);
+    if (custom)
+        flags_merge_list(g, &flags, ps_get(&custom->props, "flags"), "set by custom CPU model",
+                         false);
     flags_merge_list(g, &flags, ps_get(&ps, "flags"), "manually set for VM", true);
     if (strcmp(cputype, "host") != 0 && g->kvm && x86)
         flags_merge(g, &flags, "enforce", "", NULL,
@@ -312,6 +328,8 @@ int gen_cpu(struct gen *g)
     struct strbuf sb = {0};
     sb_add(&sb, cputype);
     const char *level = ps_get(&ps, "level");
+    if (!level && custom)
+        level = ps_get(&custom->props, "level");
     if (level) {
         if (x86)
             sb_addf(&sb, ",level=%s", level);
@@ -324,10 +342,15 @@ int gen_cpu(struct gen *g)
         if (flags.v[i].value && *flags.v[i].value)
             sb_addf(&sb, "=%s", flags.v[i].value);
     }
+    /* The VM's values win over those of a custom model. */
     const char *gpb = ps_get(&ps, "guest-phys-bits");
+    if (!gpb && custom)
+        gpb = ps_get(&custom->props, "guest-phys-bits");
     if (gpb)
         sb_addf(&sb, ",guest-phys-bits=%s", gpb);
     const char *pb = ps_get(&ps, "phys-bits");
+    if (!pb && custom)
+        pb = ps_get(&custom->props, "phys-bits");
     if (pb) {
         if (strcmp(pb, "host") == 0)
             sb_add(&sb, ",host-phys-bits=true");
