@@ -149,6 +149,15 @@ struct qm_cmdline_input {
     const struct qm_qemu_caps *caps;
     const struct qm_paths *paths;   /* run_dir and event_socket */
     const struct qm_cpu_models *cpu_models;   /* custom CPU models, or NULL for none */
+    /*
+     * Lists the snapshots below the current image of a qcow2 volume on a
+     * storage with snapshot-as-volume-chain, nearest parent first: names
+     * receives the snapshot names, files their image paths. NULL: the
+     * command line has no backing chain, and QEMU opens the images named
+     * in the qcow2 headers itself.
+     */
+    int (*volume_chain)(const char *volid, const char *path, struct strvec *names,
+                        struct strvec *files, struct qm_error *err);
 };
 
 /*

@@ -282,11 +282,15 @@ static char *drive_option(struct gen *g, const struct drive *d)
     return sb_detach(&sb);
 }
 
-/* "e" (file node) or "f" (format node) and the first 30 hex digits of a SHA-256. */
-static char *node_name(char prefix, const char *drive_id, const char *volid)
+/*
+ * "e" (file node) or "f" (format node) and the first 30 hex digits of the
+ * SHA-256 of "drive=ID,[snap=NAME,]volid=VOLID", as qemu-server names nodes.
+ */
+static char *node_name(char prefix, const char *drive_id, const char *snap, const char *volid)
 {
     unsigned char digest[32];
-    char *info = qm_sprintf("drive=%s,volid=%s", drive_id, volid);
+    char *info = snap ? qm_sprintf("drive=%s,snap=%s,volid=%s", drive_id, snap, volid)
+                      : qm_sprintf("drive=%s,volid=%s", drive_id, volid);
     char hex[65];
 
     mbedtls_sha256_ret((const unsigned char *)info, strlen(info), digest, 0);
@@ -316,8 +320,13 @@ static struct json_obj cache_object(const struct drive *d, bool direct)
     return c;
 }
 
-/* Returns the -blockdev JSON of a drive; size is 0 or the raw size to enforce. */
-static char *drive_blockdev(const struct drive *d, bool read_only, long long size)
+/*
+ * Builds the format node of a drive and its file node into fmt. snap names a
+ * snapshot of a volume chain and filename its image, both NULL for the
+ * current image; size is 0 or the raw size to enforce.
+ */
+static void format_node(const struct drive *d, bool read_only, long long size, const char *snap,
+                        const char *filename, struct json_obj *fmt)
 {
     struct json_obj file = {0};
     bool direct = cache_direct(d);
@@ -352,7 +361,7 @@ static char *drive_blockdev(const struct drive *d, bool read_only, long long siz
         bool block = d->has_vol ? d->vol.kind == QM_VOLUME_BLOCK : qm_str_starts(d->path, "/dev/");
         const char *driver = !block ? "file" : d->cdrom ? "host_cdrom" : "host_device";
         json_set_str(&file, "driver", driver);
-        json_set_str(&file, "filename", d->path);
+        json_set_str(&file, "filename", filename ? filename : d->path);
     }
     struct json_obj cache = cache_object(d, direct);
     char *cache_json = json_encode(&cache);
@@ -362,29 +371,73 @@ static char *drive_blockdev(const struct drive *d, bool read_only, long long siz
     if (strcmp(driver, "\"file\"") == 0 || strcmp(driver, "\"host_cdrom\"") == 0 ||
         strcmp(driver, "\"host_device\"") == 0)
         json_set_str(&file, "aio", aio_option(d, direct));
-    char *fnode = node_name('e', d->id, d->file);
+    char *fnode = node_name('e', d->id, snap, d->file);
     json_set_str(&file, "node-name", fnode);
     free(fnode);
     add_common_options(&file, d, read_only);
 
-    struct json_obj fmt = {0};
-    char *node = node_name('f', d->id, d->file);
-    json_set_str(&fmt, "node-name", node);
+    char *node = node_name('f', d->id, snap, d->file);
+    json_set_str(fmt, "node-name", node);
     free(node);
-    json_set_str(&fmt, "driver", d->format);
-    json_set_raw(&fmt, "cache", cache_json);
-    json_set_obj(&fmt, "file", &file);
-    add_common_options(&fmt, d, read_only);
+    json_set_str(fmt, "driver", d->format);
+    json_set_raw(fmt, "cache", cache_json);
+    json_set_obj(fmt, "file", &file);
+    add_common_options(fmt, d, read_only);
     if (size > 0) {
         char buf[32];
         snprintf(buf, sizeof(buf), "%lld", size);
-        json_set_raw(&fmt, "size", buf);
+        json_set_raw(fmt, "size", buf);
     }
     const struct qm_storage *s = drive_storage(d);
     if (s && qm_storage_flag(s, "snapshot-as-volume-chain") && strcmp(d->format, "qcow2") == 0)
-        json_set_bool(&fmt, "discard-no-unref", true);
-    /* NOTE: the backing chain of snapshot-as-volume-chain storages is not generated. */
+        json_set_bool(fmt, "discard-no-unref", true);
     free(cache_json);
+}
+
+/*
+ * Adds the snapshots below the current image as nested "backing" nodes, for
+ * qcow2 volumes on storages that keep snapshots as a chain of volumes.
+ */
+static int add_backing_chain(struct gen *g, const struct drive *d, bool read_only,
+                             struct json_obj *fmt)
+{
+    const struct qm_storage *s = drive_storage(d);
+    struct strvec names = {0}, files = {0};
+
+    /* Proxmox VE 9 keeps snapshots of qcow2 volumes on LVM as a volume chain, flag or not. */
+    bool chain = s && (qm_storage_flag(s, "snapshot-as-volume-chain") || strcmp(s->type, "lvm") == 0);
+    if (!chain || !d->format || strcmp(d->format, "qcow2") != 0 || !g->in->volume_chain)
+        return 0;
+    if (g->in->volume_chain(d->file, d->path, &names, &files, g->err) < 0)
+        return -1;
+    /* Built from the oldest snapshot up, each becoming the backing of the next. */
+    struct json_obj below = {0};
+    bool have_below = false;
+    for (size_t i = names.n; i-- > 0;) {
+        struct json_obj node = {0};
+        format_node(d, read_only, 0, names.v[i], files.v[i], &node);
+        if (have_below)
+            json_set_obj(&node, "backing", &below);
+        below = node;
+        have_below = true;
+    }
+    if (have_below)
+        json_set_obj(fmt, "backing", &below);
+    sv_free(&names);
+    sv_free(&files);
+    return 0;
+}
+
+/* Returns the -blockdev JSON of a drive, or NULL with g->err filled in. */
+static char *drive_blockdev(struct gen *g, const struct drive *d, bool read_only, long long size)
+{
+    struct json_obj fmt = {0};
+
+    format_node(d, read_only, size, NULL, NULL, &fmt);
+    if (add_backing_chain(g, d, read_only, &fmt) < 0) {
+        json_free(&fmt);
+        return NULL;
+    }
 
     if (ps_bool(&d->ps, "scsiblock", false)) {
         json_set_str(&fmt, "node-name", "");
@@ -659,10 +712,14 @@ int gen_drives(struct gen *g, const struct strvec *boot_keys, const struct strve
                     sv_push(&g->cmd, "-object");
                     sv_push(&g->cmd, tg);
                     free(tg);
-                    char *bd = drive_blockdev(&d, gen_bool(g, "template", false), 0);
-                    sv_push(&g->devices, "-blockdev");
-                    sv_push(&g->devices, bd);
-                    free(bd);
+                    char *bd = drive_blockdev(g, &d, gen_bool(g, "template", false), 0);
+                    if (bd) {
+                        sv_push(&g->devices, "-blockdev");
+                        sv_push(&g->devices, bd);
+                        free(bd);
+                    } else {
+                        rc = -1;
+                    }
                 }
             } else if (rc == 0) {
                 const struct qm_storage *s = drive_storage(&d);
@@ -810,8 +867,12 @@ int gen_efi(struct gen *g)
                  "\"node-name\":\"pflash0\",\"read-only\":true}",
                  codef);
         free(codef);
-        char *bd = drive_blockdev(&d, gen_bool(g, "template", false),
+        char *bd = drive_blockdev(g, &d, gen_bool(g, "template", false),
                                   strcmp(d.format, "raw") == 0 ? vars_size : 0);
+        if (!bd) {
+            rc = -1;
+            goto out;
+        }
         sv_push(&g->cmd, "-blockdev");
         sv_push(&g->cmd, bd);
         free(bd);

@@ -95,6 +95,28 @@ static void set_hw_capabilities(struct qm_host *host, const char *caps)
         host->sev_reduced_phys_bits = atoi(v);
 }
 
+/*
+ * The snapshot chain of the cases' snapshot-as-volume-chain storages: the
+ * current image has parent snap2, whose parent is snap1, each a file
+ * "SNAP-NAME" beside the current image.
+ */
+static int case_volume_chain(const char *volid, const char *path, struct strvec *names,
+                             struct strvec *files, struct qm_error *err)
+{
+    static const char *const chain[] = {"snap2", "snap1"};
+    const char *slash = strrchr(path, '/');
+
+    (void)volid;
+    (void)err;
+    if (!slash)
+        return 0;
+    for (size_t i = 0; i < QM_ARRAY_SIZE(chain); i++) {
+        sv_push(names, chain[i]);
+        sv_pushf(files, "%.*s/%s-%s", (int)(slash - path), path, chain[i], slash + 1);
+    }
+    return 0;
+}
+
 /* The fixed host of the cases: its PCI devices, mappings and bridges. */
 static void set_case_host(struct qm_host *host)
 {
@@ -217,7 +239,7 @@ static void run_cfg2cmd_case(const char *dir, const char *file, struct qm_storag
     if (rc == 0) {
         struct qm_cmdline_input in = {
             .vmid = 8006, .conf = conf, .storage = storage, .host = &host, .caps = &caps,
-            .paths = &paths, .cpu_models = cpu_models,
+            .paths = &paths, .cpu_models = cpu_models, .volume_chain = case_volume_chain,
         };
         rc = qm_qemu_cmdline(&in, &argv, &warnings, &err);
     }
