@@ -12,7 +12,9 @@
 
 #include <uv.h>
 
+#include "qm/config.h"
 #include "qm/node.h"
+#include "qm/qmp.h"
 #include "qm/task.h"
 
 enum qm_vm_state {
@@ -78,6 +80,25 @@ struct qm_task *qm_vm_queue(struct qm_vm *vm, enum qm_vm_op_kind kind,
  * guest.
  */
 void qm_vm_recover(struct qm_vm *vm);
+
+/*
+ * Sets up what QEMU needs before it starts (firmware variable files, volumes,
+ * helper processes such as swtpm) and calls done with NULL or an error. It
+ * runs on the loop and may finish later.
+ */
+typedef void (*qm_vm_prepared_fn)(struct qm_vm *vm, const char *error);
+void qm_vm_prepare_start(struct qm_vm *vm, const struct qm_conf *conf, struct qm_task *task,
+                         qm_vm_prepared_fn done);
+/* Undoes qm_vm_prepare_start() once QEMU is gone (stops helper processes). */
+void qm_vm_cleanup_stopped(struct qm_vm *vm);
+
+/*
+ * Sends a QMP command to the running VM; cb gets the reply. Fails with 409
+ * when the VM has no QMP connection.
+ */
+int qm_vm_qmp_command(struct qm_vm *vm, const char *command, const char *args_json,
+                      void (*cb)(struct qmp *qmp, const struct qmp_reply *reply, void *opaque),
+                      void *opaque, struct qm_error *err);
 
 const char *qm_vm_status(const struct qm_vm *vm);   /* "running" or "stopped" */
 bool qm_vm_is_running(const struct qm_vm *vm);

@@ -57,6 +57,11 @@ void api_vm_status_action(struct api_call *call);
 void api_vm_monitor(struct api_call *call);
 void api_vm_unlock(struct api_call *call);
 void api_vm_showcmd(struct api_call *call);
+/* Disks (api-disk.c). rescan is not in Proxmox VE's API, where qm does it locally. */
+void api_vm_resize(struct api_call *call);
+void api_vm_move_disk(struct api_call *call);
+void api_vm_unlink(struct api_call *call);
+void api_vm_rescan(struct api_call *call);
 void api_tasks_list(struct api_call *call);
 void api_task_index(struct api_call *call);
 void api_task_status(struct api_call *call);

@@ -33,6 +33,7 @@
 
 enum op_phase {
     PHASE_QUEUED,
+    PHASE_PREPARING,    /* start: volumes, firmware files and helpers being set up */
     PHASE_SPAWNING,     /* start: waiting for the daemonizing QEMU parent to exit */
     PHASE_CONNECTING,   /* start: waiting for the QMP handshake */
     PHASE_POWERDOWN,    /* shutdown: waiting for the guest to power off */
@@ -50,6 +51,7 @@ struct qm_vm_op {
     enum op_phase phase;
     bool then_start;            /* reboot: start again once stopped */
     char *failure;              /* the error to end with once QEMU is gone, or NULL */
+    struct qm_conf *conf;       /* start: the configuration being started */
     unsigned timeout_ms;        /* start: how long QMP may take to answer */
     uv_process_t process;       /* start: the QEMU parent process */
     struct qm_vm_op *next;
@@ -195,6 +197,7 @@ static void remove_runtime_files(const struct qm_vm *vm)
 
 static void op_free(struct qm_vm_op *op)
 {
+    qm_conf_free(op->conf);
     free(op->failure);
     free(op);
 }
@@ -261,6 +264,7 @@ static void on_process_exit(struct qm_vm *vm)
     stop_watching_pid(vm);
     close_qmp(vm);
     remove_runtime_files(vm);
+    qm_vm_cleanup_stopped(vm);
     vm->pid = 0;
     vm->start_time = 0;
     vm->guest_shutdown = false;
@@ -296,6 +300,7 @@ static void on_process_exit(struct qm_vm *vm)
         finish_op(vm, "QEMU exited while the command ran");
         break;
     case PHASE_QUEUED:
+    case PHASE_PREPARING:
     case PHASE_SPAWNING:
         break;
     }
@@ -528,6 +533,7 @@ static void spawn_exit_cb(uv_process_t *process, int64_t exit_status, int term_s
                                output && *output ? output : "");
         free(output);
         remove_runtime_files(vm);
+        qm_vm_cleanup_stopped(vm);
         set_state(vm, QM_VM_STOPPED, "QEMU failed to start");
         finish_op(vm, msg);
         free(msg);
@@ -550,47 +556,59 @@ static void spawn_exit_cb(uv_process_t *process, int64_t exit_status, int term_s
     }
 }
 
-static void run_start(struct qm_vm_op *op)
+/*
+ * Moves the pending changes of a stopped VM into its configuration, as a
+ * start does. Returns whether anything changed.
+ */
+static bool apply_pending(struct qm_conf *conf, struct qm_task *task)
+{
+    struct strvec deletes = {0};
+    bool changed = false;
+
+    if (!conf->pending)
+        return false;
+    qm_conf_pending_deletes(conf, &deletes, NULL);
+    for (size_t i = 0; i < deletes.n; i++) {
+        /* NOTE: a deleted drive's volume is dropped, not kept as unusedN. */
+        qm_conf_unset(&conf->main, deletes.v[i]);
+        qm_task_log(task, "applying pending deletion of %s", deletes.v[i]);
+        changed = true;
+    }
+    sv_free(&deletes);
+    for (size_t i = 0; i < conf->pending->n; i++) {
+        const struct qm_conf_entry *e = &conf->pending->entries[i];
+        if (strcmp(e->key, "delete") == 0)
+            continue;
+        qm_conf_set(&conf->main, e->key, e->value);
+        qm_task_log(task, "applying pending change %s: %s", e->key, e->value);
+        changed = true;
+    }
+    for (size_t i = 0; i < conf->pending->n; i++) {
+        free(conf->pending->entries[i].key);
+        free(conf->pending->entries[i].value);
+    }
+    free(conf->pending->entries);
+    free(conf->pending->name);
+    free(conf->pending);
+    conf->pending = NULL;
+    return changed;
+}
+
+static void spawn_qemu(struct qm_vm_op *op)
 {
     struct qm_vm *vm = op->vm;
-    struct qm_conf *conf = NULL;
     struct strvec argv = {0};
     struct qm_error err;
 
-    if (vm->state != QM_VM_STOPPED) {
-        char *msg = qm_sprintf("VM %d already running", vm->vmid);
-        finish_op(vm, msg);
-        free(msg);
-        return;
-    }
-    if (qm_conf_load(&vm->node->paths, vm->vmid, &conf, &err) < 0) {
-        finish_op(vm, err.msg);
-        return;
-    }
-    const char *lock = qm_conf_get(&conf->main, "lock");
-    if (lock && !op->params.skiplock) {
-        char *msg = qm_sprintf("VM is locked (%s)", lock);
-        qm_conf_free(conf);
-        finish_op(vm, msg);
-        free(msg);
-        return;
-    }
-    if (build_cmdline(vm, conf, &argv, op->task, &err) < 0) {
-        qm_conf_free(conf);
+    if (build_cmdline(vm, op->conf, &argv, op->task, &err) < 0) {
+        qm_vm_cleanup_stopped(vm);
+        set_state(vm, QM_VM_STOPPED, "invalid configuration");
         finish_op(vm, err.msg);
         return;
     }
     if (op->params.paused)
         sv_push(&argv, "-S");
-    op->timeout_ms = start_timeout_ms(conf, op->params.timeout);
-    qm_conf_free(conf);
-
-    if (qm_mkdir_p(vm->node->paths.run_dir, 0755, &err) < 0) {
-        sv_free(&argv);
-        finish_op(vm, err.msg);
-        return;
-    }
-    remove_runtime_files(vm);
+    op->timeout_ms = start_timeout_ms(op->conf, op->params.timeout);
 
     char *cmdline = qm_qemu_cmdline_string(&argv);
     qm_task_log(op->task, "%s", cmdline);
@@ -614,19 +632,71 @@ static void run_start(struct qm_vm_op *op)
     };
     op->process.data = op;
     op->phase = PHASE_SPAWNING;
-    set_state(vm, QM_VM_STARTING, "start requested");
     int r = uv_spawn(vm->node->loop, &op->process, &options);
     if (log_fd >= 0)
         close(log_fd);
     if (r < 0) {
         char *msg = qm_sprintf("start failed: unable to run '%s': %s", argv.v[0], uv_strerror(r));
         sv_free(&argv);
+        qm_vm_cleanup_stopped(vm);
         set_state(vm, QM_VM_STOPPED, "spawn failed");
         finish_op(vm, msg);
         free(msg);
         return;
     }
     sv_free(&argv);
+}
+
+static void prepared_cb(struct qm_vm *vm, const char *error)
+{
+    struct qm_vm_op *op = vm->ops;
+
+    if (!op || op->kind != QM_OP_START || op->phase != PHASE_PREPARING)
+        return;
+    if (error) {
+        qm_vm_cleanup_stopped(vm);
+        set_state(vm, QM_VM_STOPPED, "preparing failed");
+        finish_op(vm, error);
+        return;
+    }
+    spawn_qemu(op);
+}
+
+static void run_start(struct qm_vm_op *op)
+{
+    struct qm_vm *vm = op->vm;
+    struct qm_error err;
+
+    if (vm->state != QM_VM_STOPPED) {
+        char *msg = qm_sprintf("VM %d already running", vm->vmid);
+        finish_op(vm, msg);
+        free(msg);
+        return;
+    }
+    if (qm_conf_load(&vm->node->paths, vm->vmid, &op->conf, &err) < 0) {
+        finish_op(vm, err.msg);
+        return;
+    }
+    const char *lock = qm_conf_get(&op->conf->main, "lock");
+    if (lock && !op->params.skiplock) {
+        char *msg = qm_sprintf("VM is locked (%s)", lock);
+        finish_op(vm, msg);
+        free(msg);
+        return;
+    }
+    if (apply_pending(op->conf, op->task) &&
+        qm_conf_store(&vm->node->paths, op->conf, &err) < 0) {
+        finish_op(vm, err.msg);
+        return;
+    }
+    if (qm_mkdir_p(vm->node->paths.run_dir, 0755, &err) < 0) {
+        finish_op(vm, err.msg);
+        return;
+    }
+    remove_runtime_files(vm);
+    set_state(vm, QM_VM_STARTING, "start requested");
+    op->phase = PHASE_PREPARING;
+    qm_vm_prepare_start(vm, op->conf, op->task, prepared_cb);
 }
 
 static void stop_timer_cb(uv_timer_t *timer)
@@ -665,6 +735,7 @@ static void stop_timer_cb(uv_timer_t *timer)
         finish_op(vm, "timeout waiting for QEMU");
         break;
     case PHASE_QUEUED:
+    case PHASE_PREPARING:
     case PHASE_SPAWNING:
         break;
     }
@@ -853,7 +924,10 @@ struct qm_task *qm_vm_queue(struct qm_vm *vm, enum qm_vm_op_kind kind,
     struct qm_vm_op *op;
 
     snprintf(id, sizeof(id), "%d", vm->vmid);
-    struct qm_task *task = qm_task_start(&vm->node->tasks, task_types[kind], id, user, err);
+    const char *type = task_types[kind];
+    if (kind == QM_OP_SUSPEND && !params->todisk)
+        type = "qmpause";
+    struct qm_task *task = qm_task_start(&vm->node->tasks, type, id, user, err);
     if (!task)
         return NULL;
     op = qm_calloc(1, sizeof(*op));
@@ -872,6 +946,14 @@ struct qm_task *qm_vm_queue(struct qm_vm *vm, enum qm_vm_op_kind kind,
                     op_names[vm->ops->kind]);
     run_next_op(vm);
     return task;
+}
+
+int qm_vm_qmp_command(struct qm_vm *vm, const char *command, const char *args_json,
+                      qmp_reply_cb cb, void *opaque, struct qm_error *err)
+{
+    if (vm->state != QM_VM_RUNNING || !vm->qmp)
+        return qm_fail(err, 409, "VM %d not running", vm->vmid);
+    return qmp_command(vm->qmp, command, args_json, cb, opaque, err);
 }
 
 void qm_vm_recover(struct qm_vm *vm)
