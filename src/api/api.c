@@ -316,8 +316,9 @@ static char *find_cookie(const char *header, const char *name, struct qm_error *
 }
 
 /*
- * Authenticates a request: a peer on the unix socket with qmd's own uid or
- * root is root@pam; otherwise a ticket cookie or header, or an API token.
+ * Authenticates a request. A peer on the unix socket with qmd's own uid or
+ * root is root@pam. Other requests need a ticket (cookie or header) or an
+ * API token.
  */
 static int authenticate(struct api_call *call, struct qm_error *err)
 {
@@ -492,6 +493,29 @@ static void handle_nodes(struct api_call *call)
     sb_free(&sb);
 }
 
+/* Delay before the reply to a failed login, which slows down password guessing. */
+#define LOGIN_FAILURE_DELAY_MS 3000
+
+static void login_delay_close_cb(uv_handle_t *handle)
+{
+    free(handle);
+}
+
+static void login_delay_cb(uv_timer_t *timer)
+{
+    api_fail(timer->data, 401, "authentication failure");
+    uv_close((uv_handle_t *)timer, login_delay_close_cb);
+}
+
+static void fail_login_later(struct api_call *call)
+{
+    uv_timer_t *timer = qm_malloc(sizeof(*timer));
+
+    uv_timer_init(call->node->loop, timer);
+    timer->data = call;
+    uv_timer_start(timer, login_delay_cb, LOGIN_FAILURE_DELAY_MS, 0);
+}
+
 static void handle_login(struct api_call *call)
 {
     struct qm_access *access = &call->node->access;
@@ -523,7 +547,7 @@ static void handle_login(struct api_call *call)
         qm_log(QM_LOG_WARNING, 0, "authentication failure; user=%s peer=%s", userid,
                call->req->peer_addr);
         free(userid);
-        api_fail(call, 401, "authentication failure");
+        fail_login_later(call);
         return;
     }
     qm_access_issue_ticket(access, userid, time(NULL), &ticket, &csrf);

@@ -597,6 +597,14 @@ static int cmd_config(int argc, char **argv)
     return 0;
 }
 
+static int compare_items_by_key(const void *a, const void *b)
+{
+    const char *x = qm_json_get_string(*(const yajl_val *)a, "key");
+    const char *y = qm_json_get_string(*(const yajl_val *)b, "key");
+
+    return strcmp(x ? x : "", y ? y : "");
+}
+
 static int cmd_pending(int argc, char **argv)
 {
     struct response res;
@@ -619,17 +627,28 @@ static int cmd_pending(int argc, char **argv)
         return r;
     }
     yajl_val list = response_data(&res);
-    for (size_t i = 0; list && YAJL_IS_ARRAY(list) && i < list->u.array.len; i++) {
-        yajl_val item = list->u.array.values[i];
+    size_t n = list && YAJL_IS_ARRAY(list) ? list->u.array.len : 0;
+    yajl_val *items = qm_calloc(n, sizeof(*items));
+    for (size_t i = 0; i < n; i++)
+        items[i] = list->u.array.values[i];
+    qsort(items, n, sizeof(*items), compare_items_by_key);
+    for (size_t i = 0; i < n; i++) {
+        yajl_val item = items[i];
         const char *key = qm_json_get_string(item, "key");
         yajl_val value = qm_json_get(item, "value");
         yajl_val pending = qm_json_get(item, "pending");
         long long del = 0;
         qm_json_get_int(item, "delete", &del);
+        /* A changed key shows its current value, then the new one. */
         if (del) {
             printf("del %s: ", key);
             print_value(value);
         } else if (pending) {
+            if (value) {
+                printf("cur %s: ", key);
+                print_value(value);
+                putchar('\n');
+            }
             printf("new %s: ", key);
             print_value(pending);
         } else {
@@ -638,6 +657,7 @@ static int cmd_pending(int argc, char **argv)
         }
         putchar('\n');
     }
+    free(items);
     response_free(&res);
     return 0;
 }
@@ -698,7 +718,7 @@ out:
     return r;
 }
 
-/* Reads HMP commands from standard input and prints QEMU's answers. */
+/* Reads HMP commands from standard input and prints QEMU's output. */
 static int cmd_monitor(int argc, char **argv)
 {
     char line[4096];

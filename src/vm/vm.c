@@ -2,7 +2,7 @@
  * The per-VM state machine: queued operations, the QEMU process and its QMP
  * connection.
  *
- * QEMU runs daemonized with a pidfile, so it is not a child of qmd. Its exit
+ * QEMU runs daemonized with a pidfile, so libuv does not track it. Its exit
  * is seen through a pidfd, which becomes readable when the process is gone,
  * whatever killed it.
  */
@@ -29,7 +29,6 @@
 #define QUIT_GRACE_S 10
 #define TERM_GRACE_S 5
 #define DEFAULT_SHUTDOWN_TIMEOUT_S 180
-#define DEFAULT_STOP_TIMEOUT_S 10
 
 enum op_phase {
     PHASE_QUEUED,

@@ -1,0 +1,160 @@
+"""The qm tool against a real qmd, and the daemon's systemd integration."""
+
+import json
+import os
+import signal
+import socket
+
+from conftest import NODE
+
+
+def test_qm_create_start_status_list_stop(node):
+    node.qm("create", 200, "--name", "viaqm", "--memory", 128, "--kvm", 0, "--agent", 1,
+            "--ide2", "local:iso/qm-test-guest.iso,media=cdrom", "--boot", "order=ide2",
+            "--net0", "virtio", "--serial0", "socket")
+    config = node.qm("config", 200).stdout
+    assert "name: viaqm\n" in config
+    assert "memory: 128\n" in config
+    assert "net0: virtio=BC:24:11:" in config
+
+    assert node.qm("status", 200).stdout == "status: stopped\n"
+    node.qm("start", 200)
+    assert node.qm("status", 200).stdout == "status: running\n"
+
+    listing = node.qm("list").stdout.splitlines()
+    assert listing[0].split() == ["VMID", "NAME", "STATUS", "MEM(MB)", "BOOTDISK(GB)", "PID"]
+    row = listing[1].split()
+    assert row[:4] == ["200", "viaqm", "running", "128"]
+    assert int(row[5]) == node.pid(200)
+
+    verbose = node.qm("status", 200, "--verbose").stdout
+    assert "qmpstatus: running\n" in verbose
+    as_json = json.loads(node.qm("status", 200, "--output-format", "json").stdout)
+    assert as_json["status"] == "running"
+
+    node.agent_ping(200)
+    node.qm("shutdown", 200, "--timeout", 60)
+    assert node.qm("status", 200).stdout == "status: stopped\n"
+
+
+def test_qm_power_operations_and_monitor(node):
+    node.create_guest_vm(201)
+    node.qm("start", 201)
+    node.qm("suspend", 201)
+    assert "qmpstatus: paused" in node.qm("status", 201, "--verbose").stdout
+    node.qm("resume", 201)
+    assert "qmpstatus: running" in node.qm("status", 201, "--verbose").stdout
+    node.qm("reset", 201)
+
+    out = node.qm("monitor", 201, input="info status\nquit\n").stdout
+    assert "VM status: running" in out
+
+    node.qm("stop", 201)
+    assert node.qm("status", 201).stdout == "status: stopped\n"
+
+
+def test_qm_reboot_restarts_qemu(node):
+    node.create_guest_vm(202)
+    node.qm("start", 202)
+    node.agent_ping(202)
+    pid = node.pid(202)
+    node.qm("reboot", 202, "--timeout", 60)
+    assert node.qm("status", 202).stdout == "status: running\n"
+    assert node.pid(202) != pid
+    node.qm("stop", 202)
+
+
+def test_qm_set_pending_and_destroy(node):
+    node.create_guest_vm(203)
+    node.qm("set", 203, "--name", "renamed", "--cores", 2)
+    config = node.qm("config", 203).stdout
+    assert "name: renamed\n" in config
+    assert "cores: 2\n" in config
+
+    node.qm("start", 203)
+    node.qm("set", 203, "--memory", 256)
+    pending = node.qm("pending", 203).stdout
+    assert "cur memory: 128" in pending
+    assert "new memory: 256" in pending
+    assert "memory: 128\n" in node.qm("config", 203, "--current").stdout
+    node.qm("stop", 203)
+    # A start applies the pending change.
+    node.qm("start", 203)
+    assert "memory: 256\n" in node.qm("config", 203, "--current").stdout
+    node.qm("stop", 203)
+
+    node.qm("set", 203, "--delete", "cores")
+    assert "cores:" not in node.qm("config", 203).stdout
+    node.qm("destroy", 203)
+    assert not (node.root / "etc/pve/qemu-server/203.conf").exists()
+
+
+def test_qm_errors_are_clear(node):
+    result = node.qm("status", 299, check=False)
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr
+
+    result = node.qm("create", 204, "--memory", "lots", check=False)
+    assert result.returncode != 0
+    assert "memory" in result.stderr
+    assert not (node.root / "etc/pve/qemu-server/204.conf").exists()
+
+    result = node.qm("start", "abc", check=False)
+    assert result.returncode != 0
+    assert "invalid VM id 'abc'" in result.stderr
+
+
+def test_qm_without_daemon_says_so(node):
+    node.create_guest_vm(205)
+    node.stop()
+    result = node.qm("list", check=False)
+    assert result.returncode != 0
+    assert "is qmd running?" in result.stderr
+    # config and showcmd read the files and need no daemon.
+    assert "name: guest205\n" in node.qm("config", 205).stdout
+    showcmd = node.qm("showcmd", 205, "--pretty").stdout
+    assert "-name 'guest205,debug-threads=on'" in showcmd or "-name guest205" in showcmd
+    assert "accel=tcg" in showcmd
+
+
+def test_systemd_notify_and_reload(tmp_path, guest_iso):
+    from conftest import Node
+
+    notify_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(10)
+    n = Node(tmp_path / "node", guest_iso)
+    os.environ["NOTIFY_SOCKET"] = notify_path
+    try:
+        n.start()
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    try:
+        assert listener.recv(256) == b"READY=1"
+        # READY comes once the API listens: a request works right away.
+        assert n.api.nodes.get()[0]["node"] == NODE
+
+        n.proc.send_signal(signal.SIGHUP)
+        assert listener.recv(256) == b"RELOADING=1"
+        assert listener.recv(256) == b"READY=1"
+        assert n.proc.poll() is None
+
+        n.proc.send_signal(signal.SIGTERM)
+        assert listener.recv(256) == b"STOPPING=1"
+        assert n.proc.wait(timeout=10) == 0
+    finally:
+        n.kill_vms()
+        n.stop()
+        listener.close()
+
+
+def test_log_lines_name_the_vm(node):
+    node.create_guest_vm(206)
+    node.qm("start", 206)
+    node.qm("stop", 206)
+    lines = node.log_text().splitlines()
+    vm_lines = [line for line in lines if "VM 206:" in line]
+    assert any("stopped -> starting" in line for line in vm_lines)
+    assert any("QEMU process" in line and "exited" in line for line in vm_lines)
+    assert all(line.startswith("<") for line in lines if line)
