@@ -10,6 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <uv.h>
+
+#include "qm/task.h"
 #include "qm/util.h"
 
 /* Content types, as a bit mask. */
@@ -107,5 +110,89 @@ const char *qm_volume_format(const char *name);
 
 /* Returns whether volid names a storage ("ID:NAME") rather than a path or a special word. */
 bool qm_volid_has_storage(const char *volid);
+
+/*
+ * Volume operations. Only file-based storages (dir, nfs, cifs, btrfs) are
+ * managed here; every operation on another type fails with 501 naming the
+ * type. The functions block (file system work, qemu-img, btrfs), so the
+ * daemon runs them inside a storage job (qm_job_start) only.
+ */
+
+/* Whether volumes of the storage are files under its path (dir, nfs, cifs, btrfs). */
+bool qm_storage_is_file_based(const struct qm_storage *storage);
+/* Fails (501) for a storage type this layer cannot manage, or (400) when it has no 'images'. */
+int qm_storage_check_images(const struct qm_storage *storage, const char *operation,
+                            struct qm_error *err);
+/* The "format" property, else raw on btrfs and qcow2 on the others. */
+const char *qm_storage_default_format(const struct qm_storage *storage);
+int qm_storage_check_format(const struct qm_storage *storage, const char *format,
+                            struct qm_error *err);
+
+/*
+ * Allocates an image of size bytes in format (NULL: the storage's default)
+ * named vm-VMID-disk-N with the first free N, and returns its volume id
+ * (caller frees). On failure nothing is left on the storage.
+ */
+int qm_volume_alloc(const struct qm_storage_cfg *cfg, const char *storeid, int vmid,
+                    const char *format, unsigned long long size, char **volid,
+                    struct qm_error *err);
+/* Frees a volume and, on btrfs, its snapshots. A missing volume is 404. */
+int qm_volume_delete(const struct qm_storage_cfg *cfg, const char *volid, struct qm_error *err);
+/* Appends the volume ids of the images under images/VMID of a storage, sorted. */
+int qm_volume_list(const struct qm_storage_cfg *cfg, const char *storeid, int vmid,
+                   struct strvec *volids, struct qm_error *err);
+/* The virtual size of a volume in bytes. */
+int qm_volume_size(const struct qm_storage_cfg *cfg, const char *volid,
+                   unsigned long long *size, struct qm_error *err);
+/* Grows a volume to size bytes with qemu-img; a smaller size is 400. */
+int qm_volume_resize(const struct qm_storage_cfg *cfg, const char *volid,
+                     unsigned long long size, struct qm_error *err);
+
+enum qm_snapshot_op {
+    QM_SNAPSHOT_CREATE,
+    QM_SNAPSHOT_DELETE,
+    QM_SNAPSHOT_ROLLBACK,
+};
+/*
+ * Snapshots of one volume: btrfs snapshots (NAME@SNAP, read-only) for raw
+ * volumes on btrfs, qcow2 internal snapshots for qcow2 images; other
+ * volumes fail with 400.
+ */
+int qm_volume_snapshot(const struct qm_storage_cfg *cfg, const char *volid, const char *snap,
+                       enum qm_snapshot_op op, struct qm_error *err);
+
+/* Receives each line of a tool's output, or each progress redraw. */
+typedef void (*qm_command_line_fn)(const char *line, void *opaque);
+/*
+ * Runs argv (argv[0] looked up in PATH) to completion with standard output
+ * and error captured. output (may be NULL) receives the text; line_cb (may
+ * be NULL) each line as it arrives. A failure names the tool, its exit code
+ * and the last line it printed.
+ */
+int qm_command_run(const char *const *argv, struct strbuf *output, qm_command_line_fn line_cb,
+                   void *opaque, struct qm_error *err);
+/* Reads an image's virtual size and, when detected_format is not NULL, its format. */
+int qm_image_info(const char *path, const char *format, unsigned long long *size,
+                  char **detected_format, struct qm_error *err);
+/* Copies an image into an existing target with "qemu-img convert -p -n". */
+int qm_image_copy(const char *src_path, const char *src_format, const char *dst_path,
+                  const char *dst_format, qm_command_line_fn progress, void *opaque,
+                  struct qm_error *err);
+
+/*
+ * A storage job: work runs on the libuv thread pool, then done runs on the
+ * loop thread with rc and err (NULL on success) from work. Lines given to
+ * qm_job_log() reach the task log (task may be NULL) on the loop thread.
+ */
+struct qm_job;
+typedef int (*qm_job_work_fn)(struct qm_job *job, void *opaque, struct qm_error *err);
+typedef void (*qm_job_done_fn)(struct qm_job *job, void *opaque, int rc,
+                               const struct qm_error *err);
+int qm_job_start(uv_loop_t *loop, struct qm_task *task, qm_job_work_fn work,
+                 qm_job_done_fn done, void *opaque, struct qm_error *err);
+/* Queues a line for the task log; callable from the worker thread. */
+void qm_job_log(struct qm_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A qm_command_line_fn that logs qemu-img progress in steps of 10 %; opaque is the job. */
+void qm_job_progress(const char *line, void *opaque);
 
 #endif
