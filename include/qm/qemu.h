@@ -74,8 +74,8 @@ struct qm_host {
 
     /*
      * With live_sysfs set (qm_host_probe), PCI devices and bridge MTUs are
-     * read from /sys when a command line is generated, because they change
-     * while the daemon runs; otherwise the lists below are used.
+     * read from /sys at each generation, because they change while the
+     * daemon runs. Without it, the lists below are used.
      */
     bool live_sysfs;
     struct qm_host_pci *pci;

@@ -801,11 +801,12 @@ static void add_q35_layout(struct strvec *out)
 
 static void splice_strings(struct strvec *sv, size_t at, const char *a, const char *b)
 {
-    sv_push(sv, "");
-    sv_push(sv, "");
+    sv_push(sv, a);
+    sv_push(sv, b);
+    char *first = sv->v[sv->n - 2], *second = sv->v[sv->n - 1];
     memmove(&sv->v[at + 2], &sv->v[at], (sv->n - 2 - at) * sizeof(char *));
-    sv->v[at] = qm_strdup(a);
-    sv->v[at + 1] = qm_strdup(b);
+    sv->v[at] = first;
+    sv->v[at + 1] = second;
 }
 
 static void add_bridges(struct gen *g)

@@ -336,7 +336,8 @@ int gen_cpu(struct gen *g)
         else
             gen_warn(g, "CPU 'level' property is ignored for architecture '%s'", g->arch);
     }
-    qsort(flags.v, flags.n, sizeof(*flags.v), flag_cmp);
+    if (flags.n > 1)
+        qsort(flags.v, flags.n, sizeof(*flags.v), flag_cmp);
     for (size_t i = 0; i < flags.n; i++) {
         sb_addf(&sb, ",%s%s", flags.v[i].op, flags.v[i].name);
         if (flags.v[i].value && *flags.v[i].value)

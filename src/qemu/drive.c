@@ -883,6 +883,7 @@ int gen_efi(struct gen *g)
         sb_add(&vd, "if=pflash,unit=1,id=drive-efidisk0");
         if (have) {
             if (resolve_drive(g, &d) < 0) {
+                sb_free(&vd);
                 rc = -1;
                 goto out;
             }
@@ -902,9 +903,11 @@ int gen_efi(struct gen *g)
         sb_free(&vd);
     }
 out:
-    if (have)
+    if (have) {
         drive_free(&d);
-    else {
+    } else {
+        /* d.file points to temp_vars, which is freed below. */
+        qm_propstr_free(&d.ps);
         free(d.path);
         free(d.format);
     }

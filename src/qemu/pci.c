@@ -10,7 +10,7 @@
 /* One hostpciN entry: its options and the alternatives it may use. */
 struct hostpci {
     struct qm_propstr ps;
-    struct qm_host *alternatives;   /* each holds the functions of one alternative */
+    struct qm_host *alternatives;   /* each contains the functions of one alternative */
     size_t nalternatives;
     const struct qm_host *chosen;   /* the alternative in use */
     bool multifunction;             /* the chosen alternative has several functions */
