@@ -30,6 +30,61 @@ static unsigned long long read_process_start(void)
     return start;
 }
 
+/*
+ * Loads the finished tasks of earlier runs from the index file (one line per
+ * task: "UPID ENDTIME STATUS"), keeping the newest KEEP_FINISHED and
+ * rewriting the file with just those so that it does not grow forever.
+ */
+static void load_index(struct qm_tasks *tasks)
+{
+    char *path = qm_sprintf("%s/index", tasks->dir);
+    char *data = NULL;
+    struct strvec lines = {0};
+
+    if (qm_read_file(path, &data, NULL, NULL) < 0) {
+        free(path);
+        return;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        sv_push(&lines, line);
+    free(data);
+
+    size_t first = lines.n > KEEP_FINISHED ? lines.n - KEEP_FINISHED : 0;
+    struct strbuf kept = {0};
+    for (size_t i = first; i < lines.n; i++) {
+        char *line = lines.v[i];
+        char *sp1 = strchr(line, ' ');
+        char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+        struct qm_upid u;
+        if (!sp2)
+            continue;
+        *sp1 = '\0';
+        if (qm_upid_parse(line, &u) < 0)
+            continue;
+        struct qm_task *task = qm_calloc(1, sizeof(*task));
+        task->upid = qm_strdup(line);
+        task->type = qm_strdup(u.type);
+        task->id = qm_strdup(u.id);
+        task->user = qm_strdup(u.user);
+        task->pid = u.pid;
+        task->pstart = u.pstart;
+        task->starttime = u.starttime;
+        task->endtime = (time_t)strtoll(sp1 + 1, NULL, 16);
+        task->exitstatus = qm_strdup(sp2 + 1);
+        task->log_path = qm_task_log_path(tasks->dir, task->upid);
+        task->next = tasks->head;
+        tasks->head = task;
+        tasks->count++;
+        sb_addf(&kept, "%s %s\n", line, sp1 + 1);
+    }
+    if (first > 0)
+        qm_write_file_atomic(path, kept.buf ? kept.buf : "", kept.len, 0644, NULL);
+    sb_free(&kept);
+    sv_free(&lines);
+    free(path);
+}
+
 int qm_tasks_init(struct qm_tasks *tasks, const char *dir, const char *node, struct qm_error *err)
 {
     memset(tasks, 0, sizeof(*tasks));
@@ -44,6 +99,7 @@ int qm_tasks_init(struct qm_tasks *tasks, const char *dir, const char *node, str
         if (r < 0)
             return -1;
     }
+    load_index(tasks);
     return 0;
 }
 
