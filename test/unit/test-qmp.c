@@ -1,6 +1,7 @@
 /*
  * QMP client tests against a real qemu-system-x86_64 (started daemonized with
- * -S in a temporary folder), plus the JSON helpers.
+ * -S in a temporary folder) and against a fake server for framing and
+ * handshake failures, plus the JSON helpers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +28,8 @@
 #define QEMU_BINARY "qemu-system-x86_64"
 /* Upper bound for one wait in a test, so that a hang fails instead of blocking. */
 #define TEST_WAIT_MS 20000
+
+struct fake_qmp;
 
 struct reply_slot {
     bool done;
@@ -55,6 +58,7 @@ struct fixture {
     int closed_calls;
     struct strvec events;
     int64_t last_event_seconds;
+    struct fake_qmp *fake_server;   /* stopped by teardown, also after a failed assert */
 };
 
 static void slot_reset(struct reply_slot *slot)
@@ -295,12 +299,18 @@ static int setup(void **state)
     return 0;
 }
 
+static void fake_qmp_stop(struct fake_qmp *server);
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
 
     if (f->qmp)
         qmp_close(f->qmp);
+    if (f->fake_server) {
+        fake_qmp_stop(f->fake_server);
+        free(f->fake_server);
+    }
     uv_run(&f->loop, UV_RUN_DEFAULT);
     stop_qemu(f);
     assert_int_equal(uv_loop_close(&f->loop), 0);
@@ -732,6 +742,252 @@ static void close_before_handshake(void **state)
     slot_reset(&slot);
 }
 
+/*
+ * A fake QMP server for framing cases that a real QEMU does not produce on
+ * demand: messages split at arbitrary bytes, several messages in one write,
+ * and broken handshakes.
+ */
+enum fake_qmp_mode {
+    FAKE_QMP_SPLIT,          /* valid protocol, written in awkward pieces */
+    FAKE_QMP_NO_GREETING,    /* accepts and stays silent */
+    FAKE_QMP_BAD_GREETING,   /* sends an object without "QMP" */
+    FAKE_QMP_CAPS_ERROR,     /* rejects qmp_capabilities */
+};
+
+struct fake_qmp_chunk {
+    uv_timer_t timer;
+    struct fake_qmp *server;
+    struct fake_qmp_chunk *next;
+    char *text;
+};
+
+struct fake_qmp {
+    uv_loop_t *loop;
+    uv_pipe_t listener;
+    uv_pipe_t client;
+    bool connected;
+    enum fake_qmp_mode mode;
+    struct strbuf input;
+    struct fake_qmp_chunk *chunks;
+};
+
+static void fake_qmp_on_write(uv_write_t *req, int status)
+{
+    free(req->data);
+    free(req);
+}
+
+static void fake_qmp_write_now(struct fake_qmp *server, const char *text)
+{
+    uv_write_t *req = qm_calloc(1, sizeof(*req));
+    uv_buf_t buf;
+
+    req->data = qm_strdup(text);
+    buf = uv_buf_init(req->data, strlen(text));
+    if (uv_write(req, (uv_stream_t *)&server->client, &buf, 1, fake_qmp_on_write) < 0) {
+        free(req->data);
+        free(req);
+    }
+}
+
+static void fake_qmp_chunk_fire(uv_timer_t *timer)
+{
+    struct fake_qmp_chunk *chunk = timer->data;
+
+    if (chunk->server->connected)
+        fake_qmp_write_now(chunk->server, chunk->text);
+}
+
+/* Writes text after delay_ms, so that the client reads it separately. */
+static void fake_qmp_write_later(struct fake_qmp *server, const char *text, unsigned delay_ms)
+{
+    struct fake_qmp_chunk *chunk = qm_calloc(1, sizeof(*chunk));
+
+    chunk->server = server;
+    chunk->text = qm_strdup(text);
+    chunk->next = server->chunks;
+    server->chunks = chunk;
+    uv_timer_init(server->loop, &chunk->timer);
+    chunk->timer.data = chunk;
+    uv_timer_start(&chunk->timer, fake_qmp_chunk_fire, delay_ms, 0);
+}
+
+static void fake_qmp_handle(struct fake_qmp *server, yajl_val request)
+{
+    const char *command = qm_json_get_string(request, "execute");
+    long long id = 0;
+    char *text;
+
+    assert_non_null(command);
+    if (strcmp(command, "qmp_capabilities") == 0) {
+        if (server->mode == FAKE_QMP_CAPS_ERROR)
+            fake_qmp_write_now(server, "{\"error\": {\"class\": \"GenericError\", "
+                               "\"desc\": \"fake refusal\"}}\r\n");
+        else
+            fake_qmp_write_now(server, "{\"return\": {}}\r\n");
+        return;
+    }
+    assert_true(qm_json_get_int(request, "id", &id));
+    /* An event, the reply and half an event in one write, the rest later. */
+    text = qm_sprintf("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, "
+                      "\"event\": \"FAKE_BEFORE\"}\r\n"
+                      "{\"return\": {\"id-seen\": %lld}, \"id\": %lld}\r\n"
+                      "{\"timestamp\": {\"seconds\": 3, \"microseconds\": 4}, \"ev",
+                      id, id);
+    fake_qmp_write_now(server, text);
+    free(text);
+    fake_qmp_write_later(server, "ent\": \"FAKE_AFTER\", \"data\": {\"k\": 1}}\r", 20);
+    fake_qmp_write_later(server, "\n", 40);
+}
+
+static void fake_qmp_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    buf->base = qm_malloc(suggested);
+    buf->len = suggested;
+}
+
+static void fake_qmp_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct fake_qmp *server = stream->data;
+
+    if (nread > 0) {
+        char *newline;
+
+        sb_addn(&server->input, buf->base, (size_t)nread);
+        while ((newline = memchr(server->input.buf, '\n', server->input.len))) {
+            size_t used = (size_t)(newline - server->input.buf) + 1;
+            yajl_val request = qm_json_parse(server->input.buf, used, NULL);
+
+            assert_true(YAJL_IS_OBJECT(request));
+            fake_qmp_handle(server, request);
+            yajl_tree_free(request);
+            memmove(server->input.buf, server->input.buf + used, server->input.len - used);
+            server->input.len -= used;
+        }
+    }
+    free(buf->base);
+}
+
+static void fake_qmp_on_connection(uv_stream_t *listener, int status)
+{
+    struct fake_qmp *server = listener->data;
+
+    assert_int_equal(status, 0);
+    assert_false(server->connected);
+    uv_pipe_init(server->loop, &server->client, 0);
+    server->client.data = server;
+    assert_int_equal(uv_accept(listener, (uv_stream_t *)&server->client), 0);
+    server->connected = true;
+    uv_read_start((uv_stream_t *)&server->client, fake_qmp_alloc, fake_qmp_on_read);
+
+    switch (server->mode) {
+    case FAKE_QMP_NO_GREETING:
+        break;
+    case FAKE_QMP_BAD_GREETING:
+        fake_qmp_write_now(server, "{\"hello\": 1}\r\n");
+        break;
+    default:
+        /* The greeting in three reads, split inside a key and between \r and \n. */
+        fake_qmp_write_now(server, "{\"QMP\": {\"version\": {\"qemu\": {\"mic");
+        fake_qmp_write_later(server, "ro\": 3, \"minor\": 2, \"major\": 9}, \"package\": "
+                             "\"fake\"}, \"capabilities\": []}}\r", 20);
+        fake_qmp_write_later(server, "\n", 40);
+        break;
+    }
+}
+
+static void fake_qmp_start(struct fake_qmp *server, uv_loop_t *loop, const char *path,
+                           enum fake_qmp_mode mode)
+{
+    server->loop = loop;
+    server->mode = mode;
+    uv_pipe_init(loop, &server->listener, 0);
+    server->listener.data = server;
+    assert_int_equal(uv_pipe_bind(&server->listener, path), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&server->listener, 4, fake_qmp_on_connection), 0);
+}
+
+static void fake_qmp_stop(struct fake_qmp *server)
+{
+    uv_close((uv_handle_t *)&server->listener, NULL);
+    if (server->connected)
+        uv_close((uv_handle_t *)&server->client, NULL);
+    server->connected = false;
+    for (struct fake_qmp_chunk *c = server->chunks; c; c = c->next)
+        uv_close((uv_handle_t *)&c->timer, NULL);
+    uv_run(server->loop, UV_RUN_DEFAULT);
+    while (server->chunks) {
+        struct fake_qmp_chunk *c = server->chunks;
+
+        server->chunks = c->next;
+        free(c->text);
+        free(c);
+    }
+    sb_free(&server->input);
+}
+
+static void split_messages_reassembled(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_qmp *server = qm_calloc(1, sizeof(*server));
+    struct reply_slot slot = {0};
+    const struct qmp_version *version;
+
+    fake_qmp_start(server, &f->loop, f->socket_path, FAKE_QMP_SPLIT);
+    f->fake_server = server;
+    assert_int_equal(qmp_connect(&f->loop, f->socket_path, 5000, &test_callbacks, f,
+                                 &f->qmp, NULL), 0);
+    run_until(&f->loop, &f->ready);
+    version = qmp_get_version(f->qmp);
+    assert_int_equal(version->major, 9);
+    assert_int_equal(version->minor, 2);
+    assert_int_equal(version->micro, 3);
+    assert_string_equal(version->package, "fake");
+
+    command(f, "query-anything", NULL, &slot);
+    assert_int_equal(slot.result, QMP_OK);
+    assert_string_equal(slot.ret_json, "{\"id-seen\":1}");
+    assert_true(has_event(f, "FAKE_BEFORE"));
+    wait_event(f, "FAKE_AFTER");
+    assert_int_equal(f->last_event_seconds, 3);
+    slot_reset(&slot);
+
+    /* The second command proves that the split event left no stray bytes. */
+    command(f, "query-anything", NULL, &slot);
+    assert_string_equal(slot.ret_json, "{\"id-seen\":2}");
+    slot_reset(&slot);
+}
+
+static void handshake_failure(struct fixture *f, enum fake_qmp_mode mode, const char *expected)
+{
+    struct fake_qmp *server = qm_calloc(1, sizeof(*server));
+
+    fake_qmp_start(server, &f->loop, f->socket_path, mode);
+    f->fake_server = server;
+    assert_int_equal(qmp_connect(&f->loop, f->socket_path, 300, &test_callbacks, f,
+                                 &f->qmp, NULL), 0);
+    run_until(&f->loop, &f->ready_failed);
+    assert_false(f->ready);
+    assert_non_null(strstr(f->ready_msg, expected));
+    assert_non_null(strstr(f->ready_msg, f->socket_path));
+}
+
+static void silent_server_times_out(void **state)
+{
+    handshake_failure(*state, FAKE_QMP_NO_GREETING, "handshake");
+    assert_non_null(strstr(((struct fixture *)*state)->ready_msg, "timed out"));
+}
+
+static void bad_greeting_fails(void **state)
+{
+    handshake_failure(*state, FAKE_QMP_BAD_GREETING, "invalid QMP greeting");
+}
+
+static void capabilities_error_fails(void **state)
+{
+    handshake_failure(*state, FAKE_QMP_CAPS_ERROR, "fake refusal");
+}
+
 static void json_build_escapes(void **state)
 {
     char *text = qm_json_build("{\"a\": %s, \"b\": %d, \"c\": %lld, \"d\": %b, \"e\": %j, "
@@ -807,6 +1063,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(close_inside_event_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(close_inside_closed_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(close_before_handshake, setup, teardown),
+        cmocka_unit_test_setup_teardown(split_messages_reassembled, setup, teardown),
+        cmocka_unit_test_setup_teardown(silent_server_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_greeting_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(capabilities_error_fails, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
