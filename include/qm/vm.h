@@ -100,6 +100,14 @@ int qm_vm_qmp_command(struct qm_vm *vm, const char *command, const char *args_js
                       void (*cb)(struct qmp *qmp, const struct qmp_reply *reply, void *opaque),
                       void *opaque, struct qm_error *err);
 
+/*
+ * Generates the QEMU command line of a configuration with the node's
+ * storage.cfg and custom CPU models (etc/pve/virtual-guest/cpu-models.conf).
+ */
+int qm_vm_build_cmdline(const struct qm_paths *paths, const struct qm_host *host,
+                        const struct qm_qemu_caps *caps, const struct qm_conf *conf,
+                        struct strvec *argv, struct strvec *warnings, struct qm_error *err);
+
 const char *qm_vm_status(const struct qm_vm *vm);   /* "running" or "stopped" */
 bool qm_vm_is_running(const struct qm_vm *vm);
 /* Resident memory of the QEMU process in bytes, or 0. */

@@ -14,6 +14,7 @@
 #include "qm/storage.h"
 #include "qm/vm.h"
 #include "api.h"
+#include "api-disk.h"
 
 /* Parameters of create and config calls that are not configuration properties. */
 static const char *const non_config_params[] = {
@@ -329,6 +330,59 @@ static void reply_upid(struct api_call *call, const struct qm_task *task)
     sb_free(&sb);
 }
 
+/* What a create task needs once its disks exist. */
+struct create_job {
+    struct qm_node *node;
+    int vmid;
+    bool start;
+    char *user;
+};
+
+/* Writes the final configuration: the new volumes in place and no "lock: create". */
+static int create_commit(struct disk_update *update, void *opaque, struct qm_error *err)
+{
+    struct create_job *job = opaque;
+    struct qm_conf *conf = NULL;
+
+    if (qm_conf_load(&job->node->paths, job->vmid, &conf, err) < 0)
+        return -1;
+    for (size_t i = 0; i < conf->main.n; i++) {
+        const char *value = disk_update_value(update, conf->main.entries[i].key);
+        if (value) {
+            free(conf->main.entries[i].value);
+            conf->main.entries[i].value = qm_strdup(value);
+        }
+    }
+    qm_conf_unset(&conf->main, "lock");
+    int r = qm_conf_store(&job->node->paths, conf, err);
+    qm_conf_free(conf);
+    return r;
+}
+
+static void create_finish(struct disk_update *update, void *opaque, const char *error)
+{
+    struct create_job *job = opaque;
+    struct qm_error err;
+
+    if (error) {
+        /* The VM never came to be: drop its placeholder configuration. */
+        char *path = qm_conf_path(&job->node->paths, job->vmid);
+        unlink(path);
+        free(path);
+        qm_node_forget_vm(job->node, job->vmid);
+    } else {
+        qm_log(QM_LOG_INFO, job->vmid, "created by %s", job->user);
+        if (job->start) {
+            struct qm_vm_op_params params = {.timeout = -1};
+            struct qm_vm *vm = qm_node_get_vm(job->node, job->vmid);
+            if (!qm_vm_queue(vm, QM_OP_START, &params, job->user, &err))
+                qm_log(QM_LOG_ERR, job->vmid, "unable to start after create: %s", err.msg);
+        }
+    }
+    free(job->user);
+    free(job);
+}
+
 void api_vm_create(struct api_call *call)
 {
     struct qm_error err;
@@ -347,11 +401,10 @@ void api_vm_create(struct api_call *call)
         api_fail(call, 500, "unable to create VM %d: config file already exists", call->vmid);
         return;
     }
-    char id[16];
-    snprintf(id, sizeof(id), "%d", call->vmid);
-    struct qm_task *task = qm_task_start(&call->node->tasks, "qmcreate", id, call->user, &err);
-    if (!task) {
-        api_fail_error(call, &err);
+    const char *busy = qm_storage_vm_busy(call->vmid);
+    if (busy) {
+        api_fail(call, 409, "unable to create VM %d: its disks are still being freed (%s)",
+                 call->vmid, busy);
         return;
     }
 
@@ -363,6 +416,24 @@ void api_vm_create(struct api_call *call)
         char *with_mac = add_mac_address(key, call->values.v[i]);
         qm_conf_set(&conf->main, key, with_mac ? with_mac : call->values.v[i]);
         free(with_mac);
+    }
+    struct disk_update *update = disk_update_new(call->node, call->vmid, &err);
+    if (!update) {
+        qm_conf_free(conf);
+        api_fail_error(call, &err);
+        return;
+    }
+    for (size_t i = 0; i < conf->main.n; i++) {
+        const struct qm_conf_entry *e = &conf->main.entries[i];
+        if (disk_update_plan(update, conf, e->key, e->value, api_param(call, "storage"),
+                             &err) < 0)
+            api_param_error(call, e->key, "%s", err.msg);
+    }
+    if (api_has_param_errors(call)) {
+        disk_update_free(update);
+        qm_conf_free(conf);
+        api_param_errors_reply(call);
+        return;
     }
     if (!qm_conf_get(&conf->main, "smbios1")) {
         /* Proxmox VE gives every new VM a unique SMBIOS UUID. */
@@ -382,28 +453,35 @@ void api_vm_create(struct api_call *call)
         if (f)
             fclose(f);
     }
+    char id[16];
+    snprintf(id, sizeof(id), "%d", call->vmid);
+    struct qm_task *task = qm_task_start(&call->node->tasks, "qmcreate", id, call->user, &err);
+    if (!task) {
+        disk_update_free(update);
+        qm_conf_free(conf);
+        api_fail_error(call, &err);
+        return;
+    }
+    /* The placeholder reserves the id while the disks are made, as Proxmox VE does. */
+    if (disk_update_has_work(update))
+        qm_conf_set(&conf->main, "lock", "create");
     int r = qm_mkdir_p(call->node->paths.conf_dir, 0755, &err);
     if (r == 0)
         r = qm_conf_store(&call->node->paths, conf, &err);
     qm_conf_free(conf);
     if (r < 0) {
+        disk_update_free(update);
         qm_task_finish(task, err.msg);
         api_fail_error(call, &err);
         return;
     }
-    qm_log(QM_LOG_INFO, call->vmid, "created by %s", call->user);
-    qm_task_finish(task, NULL);
-
-    if (start) {
-        struct qm_vm_op_params params = {.timeout = -1};
-        struct qm_vm *vm = qm_node_get_vm(call->node, call->vmid);
-        struct qm_task *start_task = qm_vm_queue(vm, QM_OP_START, &params, call->user, &err);
-        if (!start_task) {
-            api_fail_error(call, &err);
-            return;
-        }
-    }
+    struct create_job *job = qm_calloc(1, sizeof(*job));
+    job->node = call->node;
+    job->vmid = call->vmid;
+    job->start = start;
+    job->user = qm_strdup(call->user);
     reply_upid(call, task);
+    disk_update_run(update, task, create_commit, create_finish, job);
 }
 
 /* Appends "key":value members of a section, skipping keys in skip (may be NULL). */
@@ -860,7 +938,6 @@ void api_vm_unlock(struct api_call *call)
 
 void api_vm_showcmd(struct api_call *call)
 {
-    struct qm_storage_cfg storage = {0};
     struct strvec argv = {0};
     struct qm_error err;
     bool pretty = api_param_bool(call, "pretty", false);
@@ -868,22 +945,9 @@ void api_vm_showcmd(struct api_call *call)
     struct qm_conf *conf = load_conf(call);
     if (!conf)
         return;
-    if (qm_storage_cfg_load(call->node->paths.storage_cfg, &storage, &err) < 0) {
-        qm_conf_free(conf);
-        api_fail_error(call, &err);
-        return;
-    }
-    struct qm_cmdline_input in = {
-        .vmid = call->vmid,
-        .conf = conf,
-        .storage = &storage,
-        .host = &call->node->host,
-        .caps = &call->node->caps,
-        .paths = &call->node->paths,
-    };
-    int r = qm_qemu_cmdline(&in, &argv, NULL, &err);
+    int r = qm_vm_build_cmdline(&call->node->paths, &call->node->host, &call->node->caps, conf,
+                                &argv, NULL, &err);
     qm_conf_free(conf);
-    qm_storage_cfg_free(&storage);
     if (r < 0) {
         api_fail_error(call, &err);
         return;

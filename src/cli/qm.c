@@ -17,6 +17,7 @@
 #include "qm/qemu.h"
 #include "qm/storage.h"
 #include "qm/util.h"
+#include "qm/vm.h"
 
 /* Exit status of a failed command, as the Proxmox VE tools use. */
 #define EXIT_FAILED 255
@@ -666,7 +667,6 @@ static int cmd_pending(int argc, char **argv)
 static int cmd_showcmd(int argc, char **argv)
 {
     struct qm_conf *conf = NULL;
-    struct qm_storage_cfg storage = {0};
     struct qm_qemu_caps caps = {0};
     struct qm_host host = {0};
     struct strvec cmd = {0};
@@ -687,21 +687,12 @@ static int cmd_showcmd(int argc, char **argv)
         }
     }
     if (qm_conf_load(&paths, vmid, &conf, &err) < 0 ||
-        qm_storage_cfg_load(paths.storage_cfg, &storage, &err) < 0 ||
         qm_qemu_caps_probe(NULL, &caps, &err) < 0) {
         fprintf(stderr, "%s\n", err.msg);
         goto out;
     }
     qm_host_probe(&host);
-    struct qm_cmdline_input in = {
-        .vmid = vmid,
-        .conf = conf,
-        .storage = &storage,
-        .host = &host,
-        .caps = &caps,
-        .paths = &paths,
-    };
-    if (qm_qemu_cmdline(&in, &cmd, NULL, &err) < 0) {
+    if (qm_vm_build_cmdline(&paths, &host, &caps, conf, &cmd, NULL, &err) < 0) {
         fprintf(stderr, "%s\n", err.msg);
         goto out;
     }
@@ -713,7 +704,6 @@ out:
     sv_free(&cmd);
     qm_host_free(&host);
     qm_qemu_caps_free(&caps);
-    qm_storage_cfg_free(&storage);
     qm_conf_free(conf);
     return r;
 }

@@ -281,7 +281,7 @@ char *qm_propstr_print_format(const struct qm_propstr_format *fmt, const struct 
         }
         rc = append_value(&out, def, def->name, ps->items[i].value, err);
     }
-default_done:
+default_done:;
 
     /* Then required keys, then the rest, each group sorted by name. */
     const char **names = qm_calloc(ps->n + 1, sizeof(*names));

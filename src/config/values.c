@@ -93,6 +93,9 @@ bool qm_parse_size(const char *value, unsigned long long *bytes)
     case 'T': size *= 1024.0L * 1024 * 1024 * 1024; break;
     default: break;
     }
+    /* A size beyond the range of the result is invalid, not wrapped around. */
+    if (size >= 18446744073709551615.0L)
+        return false;
     *bytes = (unsigned long long)size;
     return true;
 }

@@ -471,24 +471,13 @@ static void qmp_ready_cb(struct qmp *qmp, const struct qm_error *err, void *opaq
 static int build_cmdline(struct qm_vm *vm, const struct qm_conf *conf, struct strvec *argv,
                          struct qm_task *task, struct qm_error *err)
 {
-    struct qm_storage_cfg storage = {0};
     struct strvec warnings = {0};
+    int r = qm_vm_build_cmdline(&vm->node->paths, &vm->node->host, &vm->node->caps, conf, argv,
+                                &warnings, err);
 
-    if (qm_storage_cfg_load(vm->node->paths.storage_cfg, &storage, err) < 0)
-        return -1;
-    struct qm_cmdline_input in = {
-        .vmid = vm->vmid,
-        .conf = conf,
-        .storage = &storage,
-        .host = &vm->node->host,
-        .caps = &vm->node->caps,
-        .paths = &vm->node->paths,
-    };
-    int r = qm_qemu_cmdline(&in, argv, &warnings, err);
     for (size_t i = 0; i < warnings.n; i++)
         qm_task_warn(task, "%s", warnings.v[i]);
     sv_free(&warnings);
-    qm_storage_cfg_free(&storage);
     return r;
 }
 
