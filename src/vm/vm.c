@@ -111,7 +111,7 @@ struct qm_vm *qm_vm_new(struct qm_node *node, int vmid)
 
 const char *qm_vm_status(const struct qm_vm *vm)
 {
-    return vm->state == QM_VM_STOPPED ? "stopped" : "running";
+    return vm->pid > 0 ? "running" : "stopped";
 }
 
 bool qm_vm_is_running(const struct qm_vm *vm)
@@ -599,7 +599,7 @@ static void spawn_qemu(struct qm_vm_op *op)
     op->timeout_ms = start_timeout_ms(op->conf, op->params.timeout);
 
     char *cmdline = qm_qemu_cmdline_string(&argv);
-    qm_task_log(op->task, "%s", cmdline);
+    qm_log(QM_LOG_DEBUG, vm->vmid, "running %s", cmdline);
     free(cmdline);
 
     /* QEMU's standard error goes to a file until it daemonizes. */
