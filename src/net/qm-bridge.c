@@ -29,7 +29,7 @@
 
 extern char **environ;
 
-/* tc of Debian's iproute2, by absolute path because QEMU may run the helper without /sbin in PATH. */
+/* Debian's tc, by absolute path because QEMU may run the helper without /sbin in PATH. */
 #define TC_PATH "/sbin/tc"
 
 /* The settings of net{n}, from its property string. */
@@ -143,6 +143,7 @@ static void disable_ipv6(const char *ifname)
  * VLAN 2-4094 when the NIC has neither tag nor trunks, and then the tag (1
  * when untagged) as the port's PVID, untagged.
  */
+/* NOTE: untested, like activate_bridge_vlan, because the test kernel lacks VLAN filtering and 802.1Q. */
 static int plug_vlans(struct nl_socket *sock, const struct nl_link *tap, const struct net_conf *net,
                       struct qm_error *err)
 {
@@ -379,7 +380,6 @@ static int plug(const char *ifname, bool hotplug, struct qm_error *err)
         goto fail;
     }
     if (strcmp(bridge.kind, "bridge") != 0) {
-        /* NOTE: Open vSwitch bridges are not supported. */
         qm_fail(err, 400, "unable to plug %s into '%s': it is not a Linux bridge%s%s%s", ifname,
                 net.bridge, bridge.kind[0] ? " (kind " : "", bridge.kind,
                 bridge.kind[0] ? ")" : "");
@@ -401,6 +401,10 @@ static int plug(const char *ifname, bool hotplug, struct qm_error *err)
         fprintf(stderr, "warning: %s: firewall=1 has no effect, %s is plugged into %s directly\n",
                 net.key, ifname, bridge.name);
 
+    /*
+     * NOTE: Proxmox VE gives the tap the bridge's MTU and mtu= only to the guest (host_mtu).
+     * A smaller tap MTU also lowers a bridge MTU that was not set explicitly.
+     */
     int mtu = net.mtu > 1 ? net.mtu : bridge.mtu;
     if (mtu > bridge.mtu) {
         qm_fail(err, 400, "unable to set MTU %d on %s: bridge %s has the smaller MTU %d", mtu,
