@@ -143,7 +143,10 @@ static void disable_ipv6(const char *ifname)
  * VLAN 2-4094 when the NIC has neither tag nor trunks, and then the tag (1
  * when untagged) as the port's PVID, untagged.
  */
-/* NOTE: untested, like activate_bridge_vlan, because the test kernel lacks VLAN filtering and 802.1Q. */
+/*
+ * NOTE: untested, like activate_bridge_vlan, because the kernel of the test
+ * machines has neither bridge VLAN filtering nor 802.1Q VLAN links.
+ */
 static int plug_vlans(struct nl_socket *sock, const struct nl_link *tap, const struct net_conf *net,
                       struct qm_error *err)
 {
