@@ -195,4 +195,22 @@ void qm_job_log(struct qm_job *job, const char *fmt, ...) __attribute__((format(
 /* A qm_command_line_fn that logs qemu-img progress in steps of 10 %; opaque is the job. */
 void qm_job_progress(const char *line, void *opaque);
 
+/*
+ * VMs with disk work under way (allocation, move, resize, freeing), so that
+ * such operations and a start do not overlap. Loop thread only.
+ * claim fails with 409 naming the running operation.
+ */
+int qm_storage_vm_claim(int vmid, const char *what, struct qm_error *err);
+void qm_storage_vm_release(int vmid);
+/* The description of the disk work under way for vmid, or NULL. */
+const char *qm_storage_vm_busy(int vmid);
+
+/*
+ * Resolves a file that a configuration names as a volume id or an absolute
+ * path (firmware images, QEMU binaries) and checks that it exists; what
+ * names the setting in messages. The caller frees *path.
+ */
+int qm_storage_resolve_file(const struct qm_storage_cfg *cfg, const char *spec,
+                            const char *what, char **path, struct qm_error *err);
+
 #endif

@@ -115,7 +115,8 @@ static void add_vm_status(struct strbuf *sb, struct api_call *call, const struct
                           int vmid)
 {
     struct qm_vm *vm = qm_node_find_vm(call->node, vmid);
-    bool running = vm && qm_vm_is_running(vm);
+    /* As in Proxmox VE, a VM is running once its QEMU process exists. */
+    bool running = vm && vm->pid > 0;
     const char *name = qm_conf_get(&conf->main, "name");
     const char *lock = qm_conf_get(&conf->main, "lock");
     const char *tags = qm_conf_get(&conf->main, "tags");
@@ -271,10 +272,15 @@ static bool check_config_params(struct api_call *call)
         const char *key = call->keys.v[i];
         if (in_list(non_config_params, QM_ARRAY_SIZE(non_config_params), key))
             continue;
-        if (qm_conf_check_property(key, call->values.v[i], &err) < 0) {
+        /* import-from= is accepted by create and config calls only, so the schema lacks it. */
+        char *import = NULL;
+        char *value = disk_split_import_from(call->values.v[i], &import);
+        if (qm_conf_check_property(key, import ? value : call->values.v[i], &err) < 0) {
             api_param_error(call, key, "%s", err.msg);
             ok = false;
         }
+        free(value);
+        free(import);
     }
     return ok;
 }
@@ -336,6 +342,7 @@ struct create_job {
     int vmid;
     bool start;
     char *user;
+    struct strvec disk_keys;    /* keys left out of the placeholder until their volumes exist */
 };
 
 /* Writes the final configuration: the new volumes in place and no "lock: create". */
@@ -346,13 +353,9 @@ static int create_commit(struct disk_update *update, void *opaque, struct qm_err
 
     if (qm_conf_load(&job->node->paths, job->vmid, &conf, err) < 0)
         return -1;
-    for (size_t i = 0; i < conf->main.n; i++) {
-        const char *value = disk_update_value(update, conf->main.entries[i].key);
-        if (value) {
-            free(conf->main.entries[i].value);
-            conf->main.entries[i].value = qm_strdup(value);
-        }
-    }
+    for (size_t i = 0; i < job->disk_keys.n; i++)
+        qm_conf_set(&conf->main, job->disk_keys.v[i],
+                    disk_update_value(update, job->disk_keys.v[i]));
     qm_conf_unset(&conf->main, "lock");
     int r = qm_conf_store(&job->node->paths, conf, err);
     qm_conf_free(conf);
@@ -380,6 +383,7 @@ static void create_finish(struct disk_update *update, void *opaque, const char *
         }
     }
     free(job->user);
+    sv_free(&job->disk_keys);
     free(job);
 }
 
@@ -423,13 +427,20 @@ void api_vm_create(struct api_call *call)
         api_fail_error(call, &err);
         return;
     }
+    struct strvec disk_keys = {0};
     for (size_t i = 0; i < conf->main.n; i++) {
         const struct qm_conf_entry *e = &conf->main.entries[i];
-        if (disk_update_plan(update, conf, e->key, e->value, api_param(call, "storage"),
-                             &err) < 0)
+        int planned = disk_update_plan(update, conf, e->key, e->value,
+                                       api_param(call, "storage"), &err);
+        if (planned < 0)
             api_param_error(call, e->key, "%s", err.msg);
+        else if (planned > 0)
+            sv_push(&disk_keys, e->key);
     }
+    for (size_t i = 0; i < disk_keys.n; i++)
+        qm_conf_unset(&conf->main, disk_keys.v[i]);
     if (api_has_param_errors(call)) {
+        sv_free(&disk_keys);
         disk_update_free(update);
         qm_conf_free(conf);
         api_param_errors_reply(call);
@@ -457,6 +468,7 @@ void api_vm_create(struct api_call *call)
     snprintf(id, sizeof(id), "%d", call->vmid);
     struct qm_task *task = qm_task_start(&call->node->tasks, "qmcreate", id, call->user, &err);
     if (!task) {
+        sv_free(&disk_keys);
         disk_update_free(update);
         qm_conf_free(conf);
         api_fail_error(call, &err);
@@ -470,12 +482,14 @@ void api_vm_create(struct api_call *call)
         r = qm_conf_store(&call->node->paths, conf, &err);
     qm_conf_free(conf);
     if (r < 0) {
+        sv_free(&disk_keys);
         disk_update_free(update);
         qm_task_finish(task, err.msg);
         api_fail_error(call, &err);
         return;
     }
     struct create_job *job = qm_calloc(1, sizeof(*job));
+    job->disk_keys = disk_keys;
     job->node = call->node;
     job->vmid = call->vmid;
     job->start = start;
@@ -696,6 +710,101 @@ static void split_list(const char *list, struct strvec *out)
     free(copy);
 }
 
+/* A configuration change, kept beyond the call for the asynchronous part. */
+struct config_change {
+    struct api_call *call;      /* PUT: replied to when the change is done; POST: NULL */
+    struct qm_node *node;
+    int vmid;
+    bool force;
+    struct strvec keys;         /* configuration parameters, the last of each key */
+    struct strvec values;
+    struct strvec deletes;
+    struct strvec reverts;
+};
+
+static void config_change_free(struct config_change *change)
+{
+    sv_free(&change->keys);
+    sv_free(&change->values);
+    sv_free(&change->deletes);
+    sv_free(&change->reverts);
+    free(change);
+}
+
+/* Applies the change to the current configuration and stores it. */
+static int config_commit(struct disk_update *update, void *opaque, struct qm_error *err)
+{
+    struct config_change *change = opaque;
+    struct qm_conf *conf = NULL;
+
+    if (qm_conf_load(&change->node->paths, change->vmid, &conf, err) < 0)
+        return -1;
+    struct qm_vm *vm = qm_node_find_vm(change->node, change->vmid);
+    bool running = vm && qm_vm_is_running(vm);
+    struct qm_task *log = disk_update_task(update);
+
+    for (size_t i = 0; i < change->reverts.n; i++) {
+        if (conf->pending)
+            qm_conf_unset(conf->pending, change->reverts.v[i]);
+        pending_delete_list(conf, change->reverts.v[i], false);
+    }
+    for (size_t i = 0; i < change->deletes.n; i++) {
+        const char *key = change->deletes.v[i];
+        bool direct = in_list(direct_keys, QM_ARRAY_SIZE(direct_keys), key);
+        if (conf->pending)
+            qm_conf_unset(conf->pending, key);
+        if (running && !direct && !qm_str_starts(key, "unused")) {
+            pending_delete_list(conf, key, true);
+        } else {
+            disk_update_detach(update, conf, key, change->force, log);
+            qm_conf_unset(&conf->main, key);
+            pending_delete_list(conf, key, false);
+        }
+        qm_task_log(log, "delete %s", key);
+    }
+    for (size_t i = 0; i < change->keys.n; i++) {
+        const char *key = change->keys.v[i];
+        const char *value = disk_update_value(update, key);
+        if (!value)
+            value = change->values.v[i];
+        bool direct = in_list(direct_keys, QM_ARRAY_SIZE(direct_keys), key);
+        char *with_mac = add_mac_address(key, value);
+        if (with_mac)
+            value = with_mac;
+        if (running && !direct) {
+            set_pending(conf, key, value);
+        } else {
+            /* A drive replaced by another volume keeps the old one as unusedN. */
+            const char *old = qm_conf_get(&conf->main, key);
+            if (old && strcmp(old, value) != 0)
+                disk_update_detach(update, conf, key, false, log);
+            qm_conf_set(&conf->main, key, value);
+            if (conf->pending)
+                qm_conf_unset(conf->pending, key);
+        }
+        pending_delete_list(conf, key, false);
+        qm_task_log(log, "update %s: %s", key, value);
+        free(with_mac);
+    }
+    drop_empty_pending(conf);
+    int r = qm_conf_store(&change->node->paths, conf, err);
+    qm_conf_free(conf);
+    return r;
+}
+
+static void config_finish(struct disk_update *update, void *opaque, const char *error)
+{
+    struct config_change *change = opaque;
+
+    if (change->call) {
+        if (error)
+            api_fail(change->call, 500, "%s", error);
+        else
+            api_reply(change->call, NULL);
+    }
+    config_change_free(change);
+}
+
 void api_vm_config_set(struct api_call *call)
 {
     const char *digest = api_param(call, "digest");
@@ -749,36 +858,18 @@ void api_vm_config_set(struct api_call *call)
         return;
     }
 
-    struct qm_vm *vm = qm_node_find_vm(call->node, call->vmid);
-    bool running = vm && qm_vm_is_running(vm);
-    char id[16];
-    snprintf(id, sizeof(id), "%d", call->vmid);
-    struct qm_task *task = qm_task_start(&call->node->tasks, "qmconfig", id, call->user, &err);
-    if (!task) {
+    struct config_change *change = qm_calloc(1, sizeof(*change));
+    change->node = call->node;
+    change->vmid = call->vmid;
+    change->force = force;
+    change->deletes = deletes;
+    change->reverts = reverts;
+    struct disk_update *update = disk_update_new(call->node, call->vmid, &err);
+    if (!update) {
         qm_conf_free(conf);
-        sv_free(&deletes);
-        sv_free(&reverts);
+        config_change_free(change);
         api_fail_error(call, &err);
         return;
-    }
-
-    for (size_t i = 0; i < reverts.n; i++) {
-        if (conf->pending)
-            qm_conf_unset(conf->pending, reverts.v[i]);
-        pending_delete_list(conf, reverts.v[i], false);
-    }
-    for (size_t i = 0; i < deletes.n; i++) {
-        const char *key = deletes.v[i];
-        bool direct = in_list(direct_keys, QM_ARRAY_SIZE(direct_keys), key);
-        if (conf->pending)
-            qm_conf_unset(conf->pending, key);
-        if (running && !direct) {
-            pending_delete_list(conf, key, true);
-        } else {
-            qm_conf_unset(&conf->main, key);
-            pending_delete_list(conf, key, false);
-        }
-        qm_task_log(task, "delete %s", key);
     }
     for (size_t i = 0; i < call->keys.n; i++) {
         const char *key = call->keys.v[i];
@@ -787,43 +878,73 @@ void api_vm_config_set(struct api_call *call)
             continue;
         if (api_param(call, key) != value)
             continue;   /* a later occurrence of the same key wins */
-        bool direct = in_list(direct_keys, QM_ARRAY_SIZE(direct_keys), key);
-        char *with_mac = add_mac_address(key, value);
-        if (with_mac)
-            value = with_mac;
-        if (running && !direct) {
-            set_pending(conf, key, value);
-        } else {
-            qm_conf_set(&conf->main, key, value);
-            if (conf->pending)
-                qm_conf_unset(conf->pending, key);
-        }
-        pending_delete_list(conf, key, false);
-        qm_task_log(task, "update %s: %s", key, value);
-        free(with_mac);
+        sv_push(&change->keys, key);
+        sv_push(&change->values, value);
+        if (disk_update_plan(update, conf, key, value, api_param(call, "storage"), &err) < 0)
+            api_param_error(call, key, "%s", err.msg);
     }
-    drop_empty_pending(conf);
-    int r = qm_conf_store(&call->node->paths, conf, &err);
     qm_conf_free(conf);
-    sv_free(&deletes);
-    sv_free(&reverts);
-    if (r < 0) {
-        qm_task_finish(task, err.msg);
+    if (api_has_param_errors(call)) {
+        disk_update_free(update);
+        config_change_free(change);
+        api_param_errors_reply(call);
+        return;
+    }
+    const char *busy = qm_storage_vm_busy(call->vmid);
+    if (busy && disk_update_has_work(update)) {
+        disk_update_free(update);
+        config_change_free(change);
+        api_fail(call, 409, "VM %d is busy with another disk operation (%s); try again when it "
+                            "has finished", call->vmid, busy);
+        return;
+    }
+    char id[16];
+    snprintf(id, sizeof(id), "%d", call->vmid);
+    struct qm_task *task = qm_task_start(&call->node->tasks, "qmconfig", id, call->user, &err);
+    if (!task) {
+        disk_update_free(update);
+        config_change_free(change);
         api_fail_error(call, &err);
         return;
     }
-    qm_task_finish(task, NULL);
     if (sync)
-        api_reply(call, NULL);
+        change->call = call;
     else
         reply_upid(call, task);
+    disk_update_run(update, task, config_commit, config_finish, change);
+}
+
+/* Removes the configuration; the owned volumes are freed after it (see disk_update_run). */
+static int destroy_commit(struct disk_update *update, void *opaque, struct qm_error *err)
+{
+    struct qm_node *node = opaque;
+    int vmid = disk_update_vmid(update);
+    char *path = qm_conf_path(&node->paths, vmid);
+
+    if (unlink(path) < 0) {
+        qm_fail(err, 500, "unable to remove '%s': %s", path, strerror(errno));
+        free(path);
+        return -1;
+    }
+    free(path);
+    qm_node_forget_vm(node, vmid);
+    return 0;
+}
+
+static void destroy_finish(struct disk_update *update, void *opaque, const char *error)
+{
+    if (!error)
+        qm_log(QM_LOG_INFO, disk_update_vmid(update), "destroyed");
 }
 
 void api_vm_destroy(struct api_call *call)
 {
     struct qm_error err;
     bool skiplock = api_param_bool(call, "skiplock", false);
+    bool unreferenced = api_param_bool(call, "destroy-unreferenced-disks", false);
 
+    /* purge also removes the VM from backup jobs and HA, which this node does not have. */
+    api_param_bool(call, "purge", false);
     if (api_has_param_errors(call)) {
         api_param_errors_reply(call);
         return;
@@ -834,6 +955,7 @@ void api_vm_destroy(struct api_call *call)
     struct qm_vm *vm = qm_node_find_vm(call->node, call->vmid);
     const char *lock = qm_conf_get(&conf->main, "lock");
     const char *protection = qm_conf_get(&conf->main, "protection");
+    const char *busy = qm_storage_vm_busy(call->vmid);
     int status = 0;
     char *msg = NULL;
 
@@ -846,35 +968,37 @@ void api_vm_destroy(struct api_call *call)
     } else if (lock && !skiplock) {
         status = 500;
         msg = qm_sprintf("VM is locked (%s)", lock);
+    } else if (busy) {
+        status = 409;
+        msg = qm_sprintf("VM %d is busy with a disk operation (%s) - destroy failed",
+                         call->vmid, busy);
     }
-    qm_conf_free(conf);
     if (msg) {
+        qm_conf_free(conf);
         api_fail(call, status, "%s", msg);
         free(msg);
         return;
     }
+    struct disk_update *update = disk_update_new(call->node, call->vmid, &err);
+    if (!update) {
+        qm_conf_free(conf);
+        api_fail_error(call, &err);
+        return;
+    }
+    disk_update_free_all(update, conf, unreferenced);
+    qm_conf_free(conf);
     char id[16];
     snprintf(id, sizeof(id), "%d", call->vmid);
     struct qm_task *task = qm_task_start(&call->node->tasks, "qmdestroy", id, call->user, &err);
     if (!task) {
+        disk_update_free(update);
         api_fail_error(call, &err);
         return;
     }
-    /* NOTE: volumes stay on their storage: freeing them needs the storage layer. */
-    char *path = qm_conf_path(&call->node->paths, call->vmid);
-    if (unlink(path) < 0) {
-        char *error = qm_sprintf("unable to remove '%s': %s", path, strerror(errno));
-        qm_task_finish(task, error);
-        api_fail(call, 500, "%s", error);
-        free(error);
-        free(path);
-        return;
-    }
-    free(path);
-    qm_log(QM_LOG_INFO, call->vmid, "destroyed by %s", call->user);
-    qm_node_forget_vm(call->node, call->vmid);
-    qm_task_finish(task, NULL);
+    struct qm_node *node = call->node;
+    qm_log(QM_LOG_INFO, call->vmid, "destroy requested by %s", call->user);
     reply_upid(call, task);
+    disk_update_run(update, task, destroy_commit, destroy_finish, node);
 }
 
 void api_vm_status_action(struct api_call *call)

@@ -128,3 +128,47 @@ void qm_job_progress(const char *line, void *opaque)
         qm_job_log(job, "transferred %d%%", percent);
     }
 }
+
+/* VMs with disk work under way; touched on the loop thread only. */
+struct busy_vm {
+    int vmid;
+    char *what;
+    struct busy_vm *next;
+};
+static struct busy_vm *busy_vms;
+
+const char *qm_storage_vm_busy(int vmid)
+{
+    for (struct busy_vm *b = busy_vms; b; b = b->next)
+        if (b->vmid == vmid)
+            return b->what;
+    return NULL;
+}
+
+int qm_storage_vm_claim(int vmid, const char *what, struct qm_error *err)
+{
+    const char *current = qm_storage_vm_busy(vmid);
+
+    if (current)
+        return qm_fail(err, 409, "VM %d is busy with another disk operation (%s); try again "
+                                 "when it has finished", vmid, current);
+    struct busy_vm *b = qm_calloc(1, sizeof(*b));
+    b->vmid = vmid;
+    b->what = qm_strdup(what);
+    b->next = busy_vms;
+    busy_vms = b;
+    return 0;
+}
+
+void qm_storage_vm_release(int vmid)
+{
+    for (struct busy_vm **p = &busy_vms; *p; p = &(*p)->next) {
+        if ((*p)->vmid == vmid) {
+            struct busy_vm *b = *p;
+            *p = b->next;
+            free(b->what);
+            free(b);
+            return;
+        }
+    }
+}

@@ -1,8 +1,10 @@
 /* Volume ids: "STORAGE:NAME" or an absolute path, resolved per storage type. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "qm/storage.h"
 
@@ -362,4 +364,32 @@ void qm_volume_free(struct qm_volume *vol)
     free(vol->portal);
     free(vol->target);
     memset(vol, 0, sizeof(*vol));
+}
+
+int qm_storage_resolve_file(const struct qm_storage_cfg *cfg, const char *spec,
+                            const char *what, char **path, struct qm_error *err)
+{
+    struct qm_volume vol;
+    struct qm_error inner;
+
+    if (spec[0] != '/' && !qm_volid_has_storage(spec))
+        return qm_fail(err, 400, "%s: '%s' is neither an absolute path nor a volume id", what,
+                       spec);
+    if (qm_volume_resolve(cfg, spec, 0, &vol, &inner) < 0)
+        return qm_fail(err, inner.code, "%s: %s", what, inner.msg);
+    if (vol.kind != QM_VOLUME_FILE) {
+        qm_volume_free(&vol);
+        return qm_fail(err, 400, "%s: volume '%s' is not a file", what, spec);
+    }
+    if (access(vol.path, R_OK) < 0) {
+        int e = errno;
+        qm_fail(err, e == ENOENT ? 404 : 500, "%s: '%s' (%s) is not readable: %s", what, spec,
+                vol.path, strerror(e));
+        qm_volume_free(&vol);
+        return -1;
+    }
+    *path = vol.path;
+    vol.path = NULL;
+    qm_volume_free(&vol);
+    return 0;
 }
