@@ -83,6 +83,10 @@ bool qm_str_ends(const char *s, const char *suffix);
 /* Parses a whole decimal integer; false on junk, overflow or an empty string. */
 bool qm_parse_int(const char *s, long long *out);
 char *qm_str_trim(char *s);
+/* Encodes len bytes as base64 with padding; the caller frees the result. */
+char *qm_base64_encode(const unsigned char *data, size_t len);
+/* Decodes base64 text into a NUL-terminated buffer of *len bytes, or NULL when invalid. */
+char *qm_base64_decode(const char *text, size_t *len);
 
 /*
  * Where a node keeps its files. With a root folder every path lives under it

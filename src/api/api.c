@@ -25,7 +25,7 @@ enum route_auth {
 
 struct route {
     const char *method;
-    const char *pattern;    /* "{node}", "{vmid}" and "{upid}" match one path segment */
+    const char *pattern;    /* "{node}", "{vmid}", "{upid}" and "{name}" match one path segment */
     api_handler_fn handler;
     enum route_auth auth;
 };
@@ -64,6 +64,10 @@ static const struct route routes[] = {
     {"POST", "/nodes/{node}/qemu/{vmid}/status/reset", api_vm_status_action, AUTH_REQUIRED},
     {"POST", "/nodes/{node}/qemu/{vmid}/status/suspend", api_vm_status_action, AUTH_REQUIRED},
     {"POST", "/nodes/{node}/qemu/{vmid}/status/resume", api_vm_status_action, AUTH_REQUIRED},
+    {"GET", "/nodes/{node}/qemu/{vmid}/agent", api_vm_agent_index, AUTH_REQUIRED},
+    {"POST", "/nodes/{node}/qemu/{vmid}/agent", api_vm_agent, AUTH_REQUIRED},
+    {"GET", "/nodes/{node}/qemu/{vmid}/agent/{name}", api_vm_agent, AUTH_REQUIRED},
+    {"POST", "/nodes/{node}/qemu/{vmid}/agent/{name}", api_vm_agent, AUTH_REQUIRED},
     {"GET", "/nodes/{node}/tasks", api_tasks_list, AUTH_REQUIRED},
     {"GET", "/nodes/{node}/tasks/{upid}", api_task_index, AUTH_REQUIRED},
     {"GET", "/nodes/{node}/tasks/{upid}/status", api_task_status, AUTH_REQUIRED},
@@ -74,6 +78,7 @@ static void call_free(struct api_call *call)
 {
     free(call->user);
     free(call->upid);
+    free(call->name);
     sv_free(&call->keys);
     sv_free(&call->values);
     sb_free(&call->param_errors);
@@ -382,15 +387,17 @@ static bool match_route(struct api_call *call, const char *pattern, const char *
                     return true;
                 }
                 call->vmid = (int)vmid;
-            } else if (strncmp(p + 1, "upid", name_len) == 0) {
+            } else if (strncmp(p + 1, "upid", name_len) == 0 ||
+                       strncmp(p + 1, "name", name_len) == 0) {
                 struct strbuf decoded = {0};
                 if (http_url_decode(segment, len, false, &decoded, err) < 0) {
                     free(segment);
                     sb_free(&decoded);
                     return true;
                 }
-                free(call->upid);
-                call->upid = sb_detach(&decoded);
+                char **slot = p[1] == 'u' ? &call->upid : &call->name;
+                free(*slot);
+                *slot = sb_detach(&decoded);
             } else if (strcmp(segment, call->node->name) != 0) {
                 qm_fail(err, 400, "no such node '%s'", segment);
                 free(segment);

@@ -17,6 +17,7 @@ struct api_call {
     struct strvec values;
     int vmid;                   /* from the path, 0 when it has none */
     char *upid;                 /* from the path, or NULL */
+    char *name;                 /* a {name} segment of the path, or NULL */
     struct strbuf param_errors; /* JSON members "name": "message" for a 400 reply */
 };
 
@@ -62,6 +63,8 @@ void api_vm_resize(struct api_call *call);
 void api_vm_move_disk(struct api_call *call);
 void api_vm_unlink(struct api_call *call);
 void api_vm_rescan(struct api_call *call);
+void api_vm_agent_index(struct api_call *call);
+void api_vm_agent(struct api_call *call);
 void api_tasks_list(struct api_call *call);
 void api_task_index(struct api_call *call);
 void api_task_status(struct api_call *call);

@@ -756,6 +756,109 @@ static int cmd_monitor(int argc, char **argv)
     return 0;
 }
 
+/* Polls guest-exec-status until the program has exited, then prints the status. */
+static int wait_exec(int vmid, long long pid)
+{
+    char *node = daemon_node();
+
+    if (!node)
+        return EXIT_FAILED;
+    char *path = qm_sprintf("/nodes/%s/qemu/%d/agent/exec-status?pid=%lld", node, vmid, pid);
+    free(node);
+    for (;;) {
+        struct response res;
+        if (request("GET", path, NULL, &res) < 0) {
+            free(path);
+            return EXIT_FAILED;
+        }
+        if (res.status != 200) {
+            int r = report_error(&res);
+            response_free(&res);
+            free(path);
+            return r;
+        }
+        yajl_val result = qm_json_get(response_data(&res), "result");
+        bool exited = false;
+        if (result && qm_json_get_bool(result, "exited", &exited) && exited) {
+            print_json(result);
+            response_free(&res);
+            free(path);
+            return 0;
+        }
+        response_free(&res);
+        struct timespec pause = {.tv_nsec = 100 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+/*
+ * qm guest cmd VMID COMMAND, qm guest exec VMID [--] ARGS..., and
+ * qm guest exec-status VMID PID: guest-agent commands, printed as JSON.
+ */
+static int cmd_guest(int argc, char **argv)
+{
+    struct strbuf form = {0};
+    struct response res;
+    const char *method = "POST";
+    char *suffix = NULL;
+    int vmid;
+
+    if (argc < 2 || parse_vmid(argv[1], &vmid) < 0) {
+        fprintf(stderr, "usage: qm guest cmd VMID COMMAND | exec VMID [--] ARGS... | "
+                        "exec-status VMID PID\n");
+        return EXIT_FAILED;
+    }
+    if (strcmp(argv[0], "cmd") == 0 && argc == 3) {
+        const char *command = argv[2];
+        bool get = qm_str_starts(command, "get-") || strcmp(command, "info") == 0 ||
+                   strcmp(command, "network-get-interfaces") == 0;
+        method = get ? "GET" : "POST";
+        suffix = qm_sprintf("/agent/%s", command);
+    } else if (strcmp(argv[0], "exec") == 0 && argc >= 3) {
+        int first = strcmp(argv[2], "--") == 0 ? 3 : 2;
+        for (int i = first; i < argc; i++)
+            form_add(&form, "command", argv[i]);
+        suffix = qm_strdup("/agent/exec");
+    } else if (strcmp(argv[0], "exec-status") == 0 && argc == 3) {
+        suffix = qm_sprintf("/agent/exec-status?pid=%s", argv[2]);
+        method = "GET";
+    } else {
+        fprintf(stderr, "qm: unknown or incomplete guest command\n");
+        return EXIT_FAILED;
+    }
+    char *node = daemon_node();
+    if (!node) {
+        free(suffix);
+        sb_free(&form);
+        return EXIT_FAILED;
+    }
+    char *path = qm_sprintf("/nodes/%s/qemu/%d%s", node, vmid, suffix);
+    int r = request(method, path, form.len ? form.buf : NULL, &res);
+    free(path);
+    free(node);
+    free(suffix);
+    sb_free(&form);
+    if (r < 0)
+        return EXIT_FAILED;
+    if (res.status != 200) {
+        r = report_error(&res);
+        response_free(&res);
+        return r;
+    }
+    yajl_val data = response_data(&res);
+    yajl_val result = data ? qm_json_get(data, "result") : NULL;
+    long long pid = -1;
+    if (strcmp(argv[0], "exec") == 0 && result && qm_json_get_int(result, "pid", &pid)) {
+        /* Like Proxmox VE's qm, wait for the program and print its status. */
+        response_free(&res);
+        return wait_exec(vmid, pid);
+    }
+    if (result)
+        print_json(result);
+    response_free(&res);
+    return 0;
+}
+
 static void usage(FILE *out)
 {
     fputs("Usage: qm COMMAND [ARGS] [OPTIONS]\n\n"
@@ -770,7 +873,10 @@ static void usage(FILE *out)
           "  qm destroy VMID [--skiplock 1]\n"
           "  qm showcmd VMID [--pretty]\n"
           "  qm monitor VMID                  enter HMP commands, 'quit' to leave\n"
-          "  qm unlock VMID\n\n"
+          "  qm unlock VMID\n"
+          "  qm guest cmd VMID COMMAND        run a guest-agent command (ping, get-osinfo, ...)\n"
+          "  qm guest exec VMID [--] ARGS...  run a program in the guest\n"
+          "  qm guest exec-status VMID PID\n\n"
           "--output-format json|json-pretty applies to list and status.\n"
           "The node lives under $QM_ROOT when set, else in the Proxmox VE paths.\n",
           out);
@@ -809,6 +915,8 @@ int main(int argc, char **argv)
         r = cmd_vm_post(n, args, "DELETE", "");
     } else if (strcmp(cmd, "unlock") == 0) {
         r = cmd_vm_post(n, args, "POST", "/unlock");
+    } else if (strcmp(cmd, "guest") == 0) {
+        r = cmd_guest(n, args);
     } else if (strcmp(cmd, "monitor") == 0) {
         r = cmd_monitor(n, args);
     } else if (strcmp(cmd, "start") == 0 || strcmp(cmd, "stop") == 0 ||

@@ -215,3 +215,75 @@ char *qm_str_trim(char *s)
         s[--n] = '\0';
     return s;
 }
+
+char *qm_base64_encode(const unsigned char *data, size_t len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = qm_malloc((len + 2) / 3 * 4 + 1);
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned)data[i] << 16;
+        if (i + 1 < len)
+            v |= (unsigned)data[i + 1] << 8;
+        if (i + 2 < len)
+            v |= data[i + 2];
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? alphabet[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+char *qm_base64_decode(const char *text, size_t *len)
+{
+    size_t n = strlen(text);
+    char *out = qm_malloc(n / 4 * 3 + 4);
+    size_t o = 0;
+    unsigned bits = 0;
+    int count = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i];
+        int v;
+        if (c >= 'A' && c <= 'Z')
+            v = c - 'A';
+        else if (c >= 'a' && c <= 'z')
+            v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9')
+            v = c - '0' + 52;
+        else if (c == '+')
+            v = 62;
+        else if (c == '/')
+            v = 63;
+        else if (c == '=' || c == '\n' || c == '\r')
+            continue;
+        else {
+            free(out);
+            return NULL;
+        }
+        bits = bits << 6 | (unsigned)v;
+        if (++count == 4) {
+            out[o++] = (char)(bits >> 16);
+            out[o++] = (char)(bits >> 8);
+            out[o++] = (char)bits;
+            bits = 0;
+            count = 0;
+        }
+    }
+    if (count == 3) {
+        out[o++] = (char)(bits >> 10);
+        out[o++] = (char)(bits >> 2);
+    } else if (count == 2) {
+        out[o++] = (char)(bits >> 4);
+    } else if (count == 1) {
+        free(out);
+        return NULL;
+    }
+    out[o] = '\0';
+    *len = o;
+    return out;
+}

@@ -158,3 +158,36 @@ def test_log_lines_name_the_vm(node):
     assert any("stopped -> starting" in line for line in vm_lines)
     assert any("QEMU process" in line and "exited" in line for line in vm_lines)
     assert all(line.startswith("<") for line in lines if line)
+
+
+def test_guest_agent_commands(node):
+    node.create_guest_vm(207)
+    node.qm("start", 207)
+    node.agent_ping(207)
+
+    assert node.vms(207).agent.ping.post() == {"result": {}}
+    osinfo = node.vms(207).agent("get-osinfo").get()["result"]
+    assert "kernel-release" in osinfo
+    assert json.loads(node.qm("guest", "cmd", 207, "get-host-name").stdout) == \
+        {"host-name": "qm-test-guest"}
+
+    status = json.loads(node.qm("guest", "exec", 207, "--", "/bin/sh", "-c", "echo hi; exit 3").stdout)
+    assert status["exited"] is True
+    assert status["exitcode"] == 3
+    assert status["out-data"] == "hi\n"
+
+    response = node.raw("POST", f"/nodes/{NODE}/qemu/207/agent", command="bogus")
+    assert response.status_code == 400
+    node.qm("stop", 207)
+    result = node.qm("guest", "cmd", 207, "ping", check=False)
+    assert result.returncode != 0
+    assert "not running" in result.stderr
+
+
+def test_agent_not_configured(node):
+    node.create_guest_vm(208, agent=0)
+    node.qm("start", 208)
+    result = node.qm("guest", "cmd", 208, "ping", check=False)
+    assert result.returncode != 0
+    assert "No QEMU guest agent configured" in result.stderr
+    node.qm("stop", 208)

@@ -47,12 +47,33 @@ static void paths_follow_root(void **state)
     qm_paths_free(&p);
 }
 
+static void base64_round_trip(void **state)
+{
+    static const char *texts[] = {"", "h", "hi", "hi\n", "any carnal pleasure."};
+    size_t len;
+
+    for (size_t i = 0; i < QM_ARRAY_SIZE(texts); i++) {
+        char *encoded = qm_base64_encode((const unsigned char *)texts[i], strlen(texts[i]));
+        char *decoded = qm_base64_decode(encoded, &len);
+        assert_non_null(decoded);
+        assert_int_equal(len, strlen(texts[i]));
+        assert_string_equal(decoded, texts[i]);
+        free(decoded);
+        free(encoded);
+    }
+    char *encoded = qm_base64_encode((const unsigned char *)"hi\n", 3);
+    assert_string_equal(encoded, "aGkK");
+    free(encoded);
+    assert_null(qm_base64_decode("a*b", &len));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(strbuf_grows),
         cmocka_unit_test(parse_int_rejects_junk),
         cmocka_unit_test(paths_follow_root),
+        cmocka_unit_test(base64_round_trip),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
