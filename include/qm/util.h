@@ -105,6 +105,7 @@ struct qm_paths {
     char *local_dir;     /* /etc/pve/local: the node's certificate and key */
     char *api_socket;    /* /var/run/qemu-server/qmd.sock */
     char *event_socket;  /* /var/run/qmeventd.sock: every QEMU connects back here */
+    char *helper_dir;    /* /usr/libexec/qemu-server: pve-bridge, or $QM_HELPER_DIR */
 };
 
 /* Fills paths from root (NULL or "" for the system paths). */

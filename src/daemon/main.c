@@ -235,6 +235,9 @@ int main(int argc, char **argv)
 
     node.loop = uv_default_loop();
     qm_paths_init(&node.paths, opts.root);
+    /* QEMU passes the environment on to pve-bridge, which reads the node's files. */
+    if (opts.root)
+        setenv("QM_ROOT", opts.root, 1);
     if (opts.node_name) {
         node.name = qm_strdup(opts.node_name);
     } else {

@@ -690,10 +690,8 @@ static int add_nets(struct gen *g, const struct bootorder *bo)
                 return qm_fail(g->err, 400,
                                "interface name '%s' is too long (max 15 character)", ifname);
             }
-            sb_addf(&nd,
-                    "type=tap,id=%s,ifname=%s,script=/usr/libexec/qemu-server/pve-bridge,"
-                    "downscript=/usr/libexec/qemu-server/pve-bridgedown",
-                    key, ifname);
+            sb_addf(&nd, "type=tap,id=%s,ifname=%s,script=%s/pve-bridge,downscript=%s/pve-bridgedown",
+                    key, ifname, g->in->paths->helper_dir, g->in->paths->helper_dir);
             if (native && g->in->host->vhost_net && virtio)
                 sb_add(&nd, ",vhost=on");
         } else {

@@ -129,6 +129,9 @@ void qm_paths_init(struct qm_paths *paths, const char *root)
     paths->task_dir = qm_sprintf("%s%s/tasks", r, *r ? "/log" : "/var/log/pve");
     paths->api_socket = qm_sprintf("%s/qmd.sock", paths->run_dir);
     paths->event_socket = qm_sprintf("%s%s/qmeventd.sock", r, *r ? "/run" : "/var/run");
+    /* The helpers belong to the installation, not to the node's folder. */
+    const char *helpers = getenv("QM_HELPER_DIR");
+    paths->helper_dir = qm_strdup(helpers && *helpers ? helpers : "/usr/libexec/qemu-server");
 }
 
 void qm_paths_free(struct qm_paths *paths)
@@ -144,5 +147,6 @@ void qm_paths_free(struct qm_paths *paths)
     free(paths->task_dir);
     free(paths->api_socket);
     free(paths->event_socket);
+    free(paths->helper_dir);
     memset(paths, 0, sizeof(*paths));
 }

@@ -57,7 +57,8 @@ class Node:
         (root / "etc/pve/storage.cfg").write_text(
             f"dir: local\n\tpath {root}/var/lib/vz\n\tcontent images,iso,snippets\n")
         (root / "password").write_text(PASSWORD + "\n")
-        self.env = dict(os.environ, QM_ROOT=str(root))
+        self.env = dict(os.environ, QM_ROOT=str(root),
+                        QM_HELPER_DIR=str(BUILD / "src" / "net"))
 
     def start(self):
         port_file = self.root / "port"
@@ -68,7 +69,7 @@ class Node:
             [str(QMD), "--root", str(self.root), "--listen", "127.0.0.1", "--port", "0",
              "--port-file", str(port_file), "--node", NODE,
              "--password-file", str(self.root / "password")],
-            stdout=self.log, stderr=self.log)
+            stdout=self.log, stderr=self.log, env=self.env)
         deadline = time.monotonic() + 10
         while not port_file.exists():
             if self.proc.poll() is not None:

@@ -2,11 +2,9 @@
 
 Every test runs in a network namespace of its own with a bridge vmbr0. The
 qmd of a test runs inside that namespace, so QEMU creates its tap devices
-there and runs the helper there. Generated command lines name the helper as
-/usr/libexec/qemu-server/pve-bridge. qmd runs in a private mount namespace
-in which an overlay adds the helper at that path, so nothing outside the
-test changes. The test process itself enters the network namespace to
-reach qmd's HTTPS port on its loopback.
+there and runs the helper there; QM_HELPER_DIR points generated command
+lines at the helper in the build folder. The test process itself enters the
+network namespace to reach qmd's HTTPS port on its loopback.
 """
 
 import ctypes
@@ -22,7 +20,6 @@ import pytest
 from conftest import BUILD, NODE, QMD, Node
 
 HELPER = BUILD / "src" / "net" / "qm-bridge"
-HELPER_DIR = "/usr/libexec/qemu-server"
 CLONE_NEWNET = 0x40000000
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -95,27 +92,20 @@ class Netns:
 
 
 class NetnsNode(Node):
-    """A qmd inside a network namespace, with the helper at the path of generated command lines."""
+    """A qmd inside a network namespace."""
 
     def __init__(self, root, iso, netns):
         super().__init__(root, iso)
         self.netns = netns
-        self.overlay = root / "libexec"
-        (self.overlay / "qemu-server").mkdir(parents=True)
-        for name in ("pve-bridge", "pve-bridgedown"):
-            (self.overlay / "qemu-server" / name).symlink_to(HELPER)
 
     def start(self):
         port_file = self.root / "port"
         if port_file.exists():
             port_file.unlink()
         self.log = open(self.root / "qmd.log", "ab")
-        # unshare, sh and ip netns exec each exec the next, so the pid is qmd's.
-        script = ('mount -t overlay overlay -o "lowerdir=$0:/usr/libexec" /usr/libexec '
-                  '&& exec ip netns exec "$@"')
+        # ip netns exec execs qmd, so the pid is qmd's.
         self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script,
-             str(self.overlay), self.netns.name,
+            ["ip", "netns", "exec", self.netns.name,
              str(QMD), "--root", str(self.root), "--listen", "127.0.0.1", "--port", "0",
              "--port-file", str(port_file), "--node", NODE,
              "--password-file", str(self.root / "password")],
