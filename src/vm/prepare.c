@@ -4,10 +4,13 @@
  * as a storage job on the thread pool.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "qm/qemu.h"
@@ -95,11 +98,21 @@ static void prepare_free(struct prepare *p)
     free(p);
 }
 
+static void reap_when_gone(struct qm_vm *vm, pid_t pid);
+
 static void prepare_done(struct qm_job *job, void *opaque, int rc, const struct qm_error *err)
 {
     struct prepare *p = opaque;
     struct qm_vm *vm = p->vm;
     qm_vm_prepared_fn done = p->done;
+    char *data = NULL;
+    long long pid = 0;
+
+    if (rc == 0 && p->tpm_pidfile && qm_read_file(p->tpm_pidfile, &data, NULL, NULL) == 0) {
+        if (qm_parse_int(qm_str_trim(data), &pid) && pid > 0)
+            reap_when_gone(vm, (pid_t)pid);
+        free(data);
+    }
 
     prepare_free(p);
     done(vm, rc < 0 ? err->msg : NULL);
@@ -202,6 +215,39 @@ static bool is_swtpm(pid_t pid)
     bool match = strcmp(qm_str_trim(comm), "swtpm") == 0;
     free(comm);
     return match;
+}
+
+static void reaper_close_cb(uv_handle_t *handle)
+{
+    close((int)(intptr_t)handle->data);
+    free(handle);
+}
+
+static void reaper_cb(uv_poll_t *poll, int status, int events)
+{
+    int fd = (int)(intptr_t)poll->data;
+    siginfo_t info;
+
+    memset(&info, 0, sizeof(info));
+    (void)waitid(P_PIDFD, (id_t)fd, &info, WEXITED | WNOHANG);
+    uv_close((uv_handle_t *)poll, reaper_close_cb);
+}
+
+/*
+ * Reaps swtpm once it exits: it daemonizes, and qmd as child subreaper
+ * inherits it, so it would stay a zombie otherwise. Watched from its start
+ * on, because with --terminate it exits on its own when QEMU goes.
+ */
+static void reap_when_gone(struct qm_vm *vm, pid_t pid)
+{
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+    if (fd < 0)
+        return;
+    uv_poll_t *poll = qm_malloc(sizeof(*poll));
+    uv_poll_init(vm->node->loop, poll, fd);
+    poll->data = (void *)(intptr_t)fd;
+    uv_poll_start(poll, UV_READABLE, reaper_cb);
 }
 
 void qm_vm_cleanup_stopped(struct qm_vm *vm)

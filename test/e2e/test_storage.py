@@ -35,6 +35,12 @@ def img_info(path):
     return json.loads(out)
 
 
+def task_log(node, upid):
+    """The whole log of a task, read without proxmoxer's handling of "total"."""
+    response = node.raw("GET", f"/nodes/{NODE}/tasks/{upid}/log", limit=100000)
+    return "\n".join(line["t"] for line in response.json()["data"])
+
+
 def task_error(node, upid):
     status = node.wait_task(upid)
     assert status["exitstatus"] != "OK"
@@ -94,7 +100,7 @@ def test_alloc_on_create_and_config(node):
     assert "scsi1: local:200/vm-200-disk-2.vmdk,size=1G" in conf(node, 200)
     assert node.vms(200).config.put(sata0="local:0.5") is None
     assert "sata0: local:200/vm-200-disk-3.qcow2,size=512M" in conf(node, 200)
-    log = node.task_log(upid)
+    log = task_log(node, upid)
     assert "allocated volume 'local:200/vm-200-disk-0.qcow2'" in log
 
 
@@ -193,7 +199,7 @@ def test_full_storage_and_failed_import_leave_nothing(node, tiny):
     assert "qemu-img" in error
     assert conf(node, 207) == before
     assert images(node, 207, tiny) == []
-    log = node.task_log(upid)
+    log = task_log(node, upid)
     assert "freed volume" in log and "again" in log
 
     # Creating a VM that fails the same way leaves neither config nor volume.
@@ -210,7 +216,7 @@ def test_import_from_and_resize_offline(node):
     upid = node.vms.post(vmid=209, scsi0=f"local:0,import-from={source},discard=on")
     node.run_task(upid)
     assert "scsi0: local:209/vm-209-disk-0.qcow2,discard=on,size=64M" in conf(node, 209)
-    assert "transferred 100%" in node.task_log(upid)
+    assert "transferred 100%" in task_log(node, upid)
     assert source.exists()
 
     node.run_task(node.vms(209).resize.put(disk="scsi0", size="+64M"))
@@ -263,3 +269,104 @@ def test_move_disk_offline_between_formats_and_btrfs(node, btrfs):
     assert images(node, 210, btrfs) == []
     assert images(node, 210, node.root / "rawdir") == []
     assert images(node, 210) == []
+
+
+def agent(node, vmid, command, arguments=None, timeout=10):
+    """Runs one guest-agent command and returns its "return" member."""
+    import random
+    import socket
+    path = str(node.root / f"run/qemu-server/{vmid}.qga")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        sync_id = random.randint(1, 2**31)
+        s.sendall(json.dumps({"execute": "guest-sync-delimited",
+                              "arguments": {"id": sync_id}}).encode() + b"\n")
+        buf = b""
+        while str(sync_id).encode() not in buf:
+            buf += s.recv(4096)
+        request = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        s.sendall(json.dumps(request).encode() + b"\n")
+        reply = b""
+        while b"\n" not in reply:
+            reply += s.recv(65536)
+        answer = json.loads(reply.split(b"\n")[0])
+        assert "return" in answer, answer
+        return answer["return"]
+
+
+def guest_sh(node, vmid, script, timeout=30):
+    """Runs a shell script in the guest and returns its standard output."""
+    import base64
+    pid = agent(node, vmid, "guest-exec", {"path": "/bin/sh", "arg": ["-c", script],
+                                           "capture-output": True})["pid"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = agent(node, vmid, "guest-exec-status", {"pid": pid})
+        if status["exited"]:
+            assert status.get("exitcode") == 0, status
+            return base64.b64decode(status.get("out-data", "")).decode()
+        time.sleep(0.2)
+    raise AssertionError(f"guest command did not end in {timeout} s: {script}")
+
+
+def test_running_guest_writes_resize_and_move_online(node, btrfs):
+    add_storage(node, f"btrfs: butter\n\tpath {btrfs}\n\tcontent images\n")
+    node.create_guest_vm(220, virtio0="local:0.0625")
+    node.run_task(node.vms(220).status.start.post())
+    node.agent_ping(220)
+    guest_sh(node, 220, "echo qm-guest-data | dd of=/dev/vda bs=512 conv=fsync 2>/dev/null")
+
+    # Online resize goes through QMP block_resize; the guest sees the new size.
+    node.run_task(node.vms(220).resize.put(disk="virtio0", size="+64M"))
+    assert "size=128M" in conf(node, 220)
+    sectors = guest_sh(node, 220, "cat /sys/block/vda/size").strip()
+    assert int(sectors) * 512 == 128 * 1024 * 1024
+
+    # Online move: a mirror job to btrfs while the guest keeps writing.
+    guest_sh(node, 220, "(while true; do date | dd of=/dev/vda bs=512 seek=4096 "
+                        "conv=fsync 2>/dev/null; done) >/dev/null 2>&1 &")
+    upid = node.vms(220).move_disk.post(disk="virtio0", storage="butter", delete=1)
+    node.run_task(upid)
+    assert "mirror virtio0" in task_log(node, upid)
+    assert "virtio0: butter:220/vm-220-disk-0.raw" in conf(node, 220)
+    assert images(node, 220) == []
+    assert guest_sh(node, 220, "dd if=/dev/vda bs=16 count=1 2>/dev/null") \
+        .startswith("qm-guest-data")
+    node.run_task(node.vms(220).status.stop.post())
+    raw = btrfs / "images/220/vm-220-disk-0/disk.raw"
+    assert raw.read_bytes()[:13] == b"qm-guest-data"
+    assert raw.stat().st_size == 128 * 1024 * 1024
+
+
+def test_efidisk_tpmstate_and_ovmf_start(node):
+    if not shutil.which("swtpm"):
+        pytest.skip("swtpm is missing (Debian package swtpm)")
+    node.run_task(node.vms.post(vmid=221, bios="ovmf", kvm=0, memory=128,
+                                efidisk0="local:1,efitype=4m", tpmstate0="local:1"))
+    text = conf(node, 221)
+    assert "efidisk0: local:221/vm-221-disk-0.qcow2,efitype=4m,size=528K" in text
+    assert "tpmstate0: local:221/vm-221-disk-1.raw,size=4M" in text
+    vars_path = node.root / "var/lib/vz/images/221/vm-221-disk-0.qcow2"
+    subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2",
+                    "/usr/share/OVMF/OVMF_VARS_4M.fd", str(vars_path)], check=True)
+    node.run_task(node.vms(221).status.start.post())
+    pidfile = node.root / "run/qemu-server/221.swtpm.pid"
+    swtpm_pid = int(pidfile.read_text())
+    assert Path(f"/proc/{swtpm_pid}/comm").read_text().strip() == "swtpm"
+    node.run_task(node.vms(221).status.stop.post())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{swtpm_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{swtpm_pid}").exists()
+
+    # OVMF without efidisk0 gets a fresh copy of the vars template.
+    node.run_task(node.vms.post(vmid=222, bios="ovmf", kvm=0, memory=128))
+    status = node.wait_task(node.vms(222).status.start.post())
+    # Proxmox VE warns about the temporary vars file, and so does qmd.
+    assert status["exitstatus"] == "WARNINGS: 1"
+    temp = node.root / "run/qemu-server/efidisk/222-ovmf.fd"
+    assert temp.stat().st_size == Path("/usr/share/OVMF/OVMF_VARS.fd").stat().st_size
+    node.run_task(node.vms(222).status.stop.post())
