@@ -132,7 +132,7 @@ void qm_job_progress(const char *line, void *opaque)
 /* VMs with disk work under way; touched on the loop thread only. */
 struct busy_vm {
     int vmid;
-    char *what;
+    char *operation;   /* the UPID or name of the running disk work */
     struct busy_vm *next;
 };
 static struct busy_vm *busy_vms;
@@ -141,7 +141,7 @@ const char *qm_storage_vm_busy(int vmid)
 {
     for (struct busy_vm *b = busy_vms; b; b = b->next)
         if (b->vmid == vmid)
-            return b->what;
+            return b->operation;
     return NULL;
 }
 
@@ -154,7 +154,7 @@ int qm_storage_vm_claim(int vmid, const char *what, struct qm_error *err)
                                  "when it has finished", vmid, current);
     struct busy_vm *b = qm_calloc(1, sizeof(*b));
     b->vmid = vmid;
-    b->what = qm_strdup(what);
+    b->operation = qm_strdup(what);
     b->next = busy_vms;
     busy_vms = b;
     return 0;
@@ -166,7 +166,7 @@ void qm_storage_vm_release(int vmid)
         if ((*p)->vmid == vmid) {
             struct busy_vm *b = *p;
             *p = b->next;
-            free(b->what);
+            free(b->operation);
             free(b);
             return;
         }
