@@ -67,9 +67,19 @@ def btrfs(tmp_path):
         try:
             yield mnt
         finally:
-            subprocess.run(["umount", str(mnt)], check=False)
+            unmount(mnt)
     finally:
         subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def unmount(mnt):
+    """Unmounts mnt, waiting up to 10 s for processes (a killed QEMU) to let go of it."""
+    deadline = time.monotonic() + 10
+    while subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            subprocess.run(["umount", "--lazy", str(mnt)], check=False)
+            return
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -185,7 +195,7 @@ def test_other_storage_types_are_refused_by_name(node):
         assert f"'{kind}'" in response.text
 
 
-def test_full_storage_and_failed_import_leave_nothing(node, tiny):
+def test_full_storage_and_failed_import_leave_nothing(tiny, node):
     add_storage(node, f"dir: tiny\n\tpath {tiny}\n\tcontent images\n\tformat raw\n")
     source = node.root / "big.raw"
     with open(source, "wb") as f:
@@ -230,7 +240,7 @@ def test_import_from_and_resize_offline(node):
     assert "size=1G" in conf(node, 209)
 
 
-def test_move_disk_offline_between_formats_and_btrfs(node, btrfs):
+def test_move_disk_offline_between_formats_and_btrfs(btrfs, node):
     add_storage(node, f"btrfs: butter\n\tpath {btrfs}\n\tcontent images\n"
                       f"dir: rawdir\n\tpath {node.root}/rawdir\n\tformat raw\n")
     node.run_task(node.vms.post(vmid=210, scsi0="local:0.01"))
@@ -312,7 +322,7 @@ def guest_sh(node, vmid, script, timeout=30):
     raise AssertionError(f"guest command did not end in {timeout} s: {script}")
 
 
-def test_running_guest_writes_resize_and_move_online(node, btrfs):
+def test_running_guest_writes_resize_and_move_online(btrfs, node):
     add_storage(node, f"btrfs: butter\n\tpath {btrfs}\n\tcontent images\n")
     node.create_guest_vm(220, virtio0="local:0.0625")
     node.run_task(node.vms(220).status.start.post())
