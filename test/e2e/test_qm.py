@@ -125,11 +125,8 @@ def test_systemd_notify_and_reload(tmp_path, guest_iso):
     listener.bind(notify_path)
     listener.settimeout(10)
     n = Node(tmp_path / "node", guest_iso)
-    os.environ["NOTIFY_SOCKET"] = notify_path
-    try:
-        n.start()
-    finally:
-        del os.environ["NOTIFY_SOCKET"]
+    n.env["NOTIFY_SOCKET"] = notify_path
+    n.start()
     try:
         assert listener.recv(256) == b"READY=1"
         # READY comes once the API listens: a request works right away.
