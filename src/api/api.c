@@ -321,6 +321,54 @@ static char *find_cookie(const char *header, const char *name, struct qm_error *
 }
 
 /*
+ * Tickets verified recently, so that a client polling with one ticket costs
+ * one HMAC per ticket instead of one per request. An entry is used only
+ * while its ticket is still valid by time.
+ */
+#define TICKET_CACHE_SIZE 16
+
+struct ticket_cache_entry {
+    char *ticket;
+    char *user;
+    time_t verified;
+    time_t expires;     /* from the ticket's own time stamp */
+};
+
+static struct ticket_cache_entry ticket_cache[TICKET_CACHE_SIZE];
+static size_t ticket_cache_next;
+
+static int verify_ticket_cached(struct qm_access *access, const char *ticket, char **user,
+                                struct qm_error *err)
+{
+    time_t now = time(NULL);
+
+    for (size_t i = 0; i < TICKET_CACHE_SIZE; i++) {
+        struct ticket_cache_entry *e = &ticket_cache[i];
+        if (e->ticket && strcmp(e->ticket, ticket) == 0 && now < e->expires &&
+            now >= e->verified) {
+            *user = qm_strdup(e->user);
+            return 0;
+        }
+    }
+    if (qm_access_verify_ticket(access, ticket, now, user, err) < 0)
+        return -1;
+    struct ticket_cache_entry *e = &ticket_cache[ticket_cache_next];
+    ticket_cache_next = (ticket_cache_next + 1) % TICKET_CACHE_SIZE;
+    free(e->ticket);
+    free(e->user);
+    e->ticket = qm_strdup(ticket);
+    e->user = qm_strdup(*user);
+    e->verified = now;
+    /* A verified ticket is "PVE:USER:XXXXXXXX::SIGNATURE" with a hex time stamp. */
+    const char *sep = strstr(ticket, "::");
+    char stamp[9] = "";
+    if (sep && sep - ticket >= 8)
+        memcpy(stamp, sep - 8, 8);
+    e->expires = (time_t)strtoul(stamp, NULL, 16) + QM_TICKET_LIFETIME;
+    return 0;
+}
+
+/*
  * Authenticates a request. A peer on the unix socket with qmd's own uid or
  * root is root@pam. Other requests need a ticket (cookie or header) or an
  * API token.
@@ -342,7 +390,7 @@ static int authenticate(struct api_call *call, struct qm_error *err)
     if (!ticket && authz && qm_str_starts(authz, "PVEAuthCookie="))
         ticket = find_cookie(authz, "PVEAuthCookie", NULL);
     if (ticket) {
-        int r = qm_access_verify_ticket(access, ticket, time(NULL), &call->user, err);
+        int r = verify_ticket_cached(access, ticket, &call->user, err);
         free(ticket);
         if (r < 0)
             return -1;
