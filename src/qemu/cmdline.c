@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "gen.h"
@@ -454,21 +455,51 @@ static void add_smbios(struct gen *g)
     sb_add(&sb, "type=1");
     for (size_t i = 0; i < QM_ARRAY_SIZE(keys); i++) {
         const char *v = ps_get(&ps, keys[i]);
-        if (!v || !*v)
-            continue;
-        /* NOTE: base64-encoded values are passed on encoded; QEMU receives them as text. */
-        (void)base64;
-        sb_addf(&sb, ",%s=", keys[i]);
-        for (const char *c = v; *c; c++) {
-            if (*c == ',')
-                sb_addc(&sb, ',');
-            sb_addc(&sb, *c);
+        char *decoded = NULL;
+        if (v && base64 && strcmp(keys[i], "uuid") != 0) {
+            size_t len;
+            decoded = qm_base64_decode(v, &len);
+            if (!decoded)
+                gen_warn(g, "smbios1: ignoring %s, which is not valid base64", keys[i]);
+            v = decoded;
         }
+        /* Like qemu-server, leave out empty values and "0". */
+        if (v && *v && strcmp(v, "0") != 0) {
+            sb_addf(&sb, ",%s=", keys[i]);
+            for (const char *c = v; *c; c++) {
+                if (*c == ',')
+                    sb_addc(&sb, ',');
+                sb_addc(&sb, *c);
+            }
+        }
+        free(decoded);
     }
     sv_push(&g->cmd, "-smbios");
     sv_push(&g->cmd, sb.buf);
     sb_free(&sb);
     qm_propstr_free(&ps);
+}
+
+/*
+ * Appends the node's TLS certificate to the SPICE options. Proxmox builds of
+ * QEMU read it from /etc/pve/local themselves; upstream QEMU looks for
+ * server-cert.pem in its working folder and fails to start without it. The
+ * CA is pve-root-ca.pem when the node has one, else the certificate itself,
+ * which qmd signs itself.
+ */
+static void add_spice_certificates(struct gen *g, struct strbuf *options)
+{
+    const struct qm_paths *paths = g->in->paths;
+    char *ca = qm_sprintf("%s/pve-root-ca.pem", paths->etc);
+
+    if (gen_host_file_size(g->in->host, ca) < 0) {
+        free(ca);
+        ca = qm_sprintf("%s/pve-ssl.pem", paths->local_dir);
+    }
+    sb_addf(options, ",x509-key-file=%s/pve-ssl.key,x509-cert-file=%s/pve-ssl.pem"
+                     ",x509-cacert-file=%s",
+            paths->local_dir, paths->local_dir, ca);
+    free(ca);
 }
 
 struct vga {
@@ -701,17 +732,37 @@ static int add_nets(struct gen *g, const struct bootorder *bo)
             else
                 sb_addf(&nd, "type=user,id=%s,hostname=vm%d", key, g->in->vmid);
         }
-        if (queues && virtio)
+        /*
+         * qemu-server adds "queues" to user networking as well, which
+         * upstream QEMU rejects because a user netdev has one queue.
+         */
+        if (queues && virtio && (bridge || g->pve))
             sb_addf(&nd, ",queues=%d", queues);
+        else if (queues && virtio)
+            gen_warn(g, "netdev %s: ignoring queues '%d', user networking has one queue", key,
+                     queues);
         sv_push(&g->devices, "-netdev");
         sv_push(&g->devices, nd.buf);
         sb_free(&nd);
 
         /* -device */
         gen_version_guard(g, 10, 0, 1);
+        char random_mac[18];
+        if (!mac) {
+            /*
+             * Like qemu-server for a configuration written without a MAC: a
+             * random address under the default mac_prefix of datacenter.cfg.
+             */
+            unsigned char bytes[3] = {0};
+            if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t)sizeof(bytes))
+                gen_warn(g, "%s: getrandom failed, so the MAC address is not random", key);
+            snprintf(random_mac, sizeof(random_mac), "BC:24:11:%02X:%02X:%02X", bytes[0],
+                     bytes[1], bytes[2]);
+            mac = random_mac;
+        }
         struct strbuf dev = {0};
-        sb_addf(&dev, "%s,mac=%s,netdev=%s%s,id=%s", virtio ? "virtio-net-pci" : model,
-                mac ? mac : "", key, gen_pci_addr(g, key, addr, sizeof(addr)), key);
+        sb_addf(&dev, "%s,mac=%s,netdev=%s%s,id=%s", virtio ? "virtio-net-pci" : model, mac,
+                key, gen_pci_addr(g, key, addr, sizeof(addr)), key);
         if (queues > 1 && virtio) {
             sb_addf(&dev, ",vectors=%d,mq=on", queues * 2 + 2);
             if (gen_machine_at_least(g, 7, 1, 0))
@@ -1213,6 +1264,8 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
             const char *vs = ps_get(&eps, "videostreaming");
             if (vs)
                 sb_addf(&so, ",streaming-video=%s", vs);
+            if (!g->pve)
+                add_spice_certificates(g, &so);
             sv_push(&g->devices, "-spice");
             sv_push(&g->devices, so.buf);
             sb_free(&so);
@@ -1220,14 +1273,13 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         }
     }
 
-    if (gen_bool(g, "balloon", true) || !gen_get(g, "balloon")) {
-        const char *b = gen_get(g, "balloon");
-        if (!b || strcmp(b, "0") != 0) {
-            sv_push(&g->devices, "-device");
-            sv_pushf(&g->devices, "virtio-balloon-pci,id=balloon0%s%s",
-                     gen_pci_addr(g, "balloon0", addr, sizeof(addr)),
-                     gen_machine_at_least(g, 6, 2, 0) ? ",free-page-reporting=on" : "");
-        }
+    /* "balloon" is a size in MiB: any value but 0 keeps the balloon device. */
+    const char *balloon = gen_get(g, "balloon");
+    if (!balloon || strtoll(balloon, NULL, 10) != 0) {
+        sv_push(&g->devices, "-device");
+        sv_pushf(&g->devices, "virtio-balloon-pci,id=balloon0%s%s",
+                 gen_pci_addr(g, "balloon0", addr, sizeof(addr)),
+                 gen_machine_at_least(g, 6, 2, 0) ? ",free-page-reporting=on" : "");
     }
 
     const char *watchdog = gen_get(g, "watchdog");
@@ -1239,9 +1291,15 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         }
         const char *model = ps_get(&wps, "model");
         const char *action = ps_get(&wps, "action");
+        /*
+         * ib700 is an ISA device. qemu-server gives it the watchdog's PCI
+         * address all the same, which QEMU rejects, so only the Proxmox
+         * line keeps that address.
+         */
+        bool isa = model && strcmp(model, "ib700") == 0;
         sv_push(&g->devices, "-device");
         sv_pushf(&g->devices, "%s%s", model ? model : "i6300esb",
-                 gen_pci_addr(g, "watchdog", addr, sizeof(addr)));
+                 isa && !g->pve ? "" : gen_pci_addr(g, "watchdog", addr, sizeof(addr)));
         if (action) {
             sv_push(&g->devices, "-watchdog-action");
             sv_push(&g->devices, action);
