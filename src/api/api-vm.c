@@ -207,15 +207,14 @@ void api_vm_list(struct api_call *call)
 
     sb_addc(&sb, '[');
     for (size_t i = 0; i < n; i++) {
-        struct qm_conf *conf = NULL;
-        if (qm_conf_load(&call->node->paths, ids[i], &conf, NULL) < 0)
+        const struct qm_conf *conf = api_conf_cached(call->node, ids[i], NULL);
+        if (!conf)
             continue;
         if (sb.len > 1)
             sb_addc(&sb, ',');
         sb_addc(&sb, '{');
         add_vm_status(&sb, call, conf, ids[i]);
         sb_addc(&sb, '}');
-        qm_conf_free(conf);
     }
     sb_addc(&sb, ']');
     free(ids);
@@ -243,18 +242,24 @@ void api_vm_status_index(struct api_call *call)
 
 void api_vm_status_current(struct api_call *call)
 {
-    struct qm_conf *conf = load_conf(call);
+    struct qm_error err;
+    const struct qm_conf *conf = api_conf_cached(call->node, call->vmid, &err);
     struct strbuf sb = {0};
 
-    if (!conf)
+    if (!conf) {
+        if (err.code == 404)
+            api_fail(call, 500, "Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist",
+                     call->node->name, call->vmid);
+        else
+            api_fail_error(call, &err);
         return;
+    }
     sb_addc(&sb, '{');
     add_vm_status(&sb, call, conf, call->vmid);
     const char *agent = qm_conf_get(&conf->main, "agent");
     bool agent_on = agent && (agent[0] == '1' || strstr(agent, "enabled=1"));
     sb_addf(&sb, ",\"agent\":%d,\"ha\":{\"managed\":0}", agent_on ? 1 : 0);
     sb_addc(&sb, '}');
-    qm_conf_free(conf);
     api_reply(call, sb.buf);
     sb_free(&sb);
 }

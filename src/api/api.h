@@ -44,6 +44,13 @@ bool api_param_bool(struct api_call *call, const char *name, bool fallback);
 long long api_param_int(struct api_call *call, const char *name, long long min, long long max,
                         long long fallback);
 
+/*
+ * Returns a VM's configuration for reading, from a cache checked against the
+ * file. It stays valid until the next call for the same VM; NULL with err
+ * filled in when it cannot be read.
+ */
+const struct qm_conf *api_conf_cached(struct qm_node *node, int vmid, struct qm_error *err);
+
 /* Handlers: each ends the call with exactly one reply. */
 void api_vm_list(struct api_call *call);
 void api_vm_create(struct api_call *call);
