@@ -148,7 +148,7 @@ static void reply_cb(const struct qmp_reply *reply, void *opaque)
         api_reply(ac->call, sb.buf);
     } else if (ac->route->no_reply &&
                (reply->result == QMP_TIMEOUT || reply->result == QMP_CLOSED)) {
-        /* The guest acted on the command instead of answering it. */
+        /* The guest acted on the command, which sends no reply on success. */
         api_reply(ac->call, "{}");
     } else if (reply->result == QMP_ERROR) {
         api_fail(ac->call, 500, "Agent error: %s", reply->error_desc);
@@ -178,6 +178,16 @@ static void run_next(struct agent_queue *queue)
     }
 }
 
+/* Appends word number index of a command: the program as "path", the rest into "arg". */
+static void add_exec_word(struct strbuf *sb, const char *word, size_t index)
+{
+    if (index == 1)
+        sb_add(sb, ",\"arg\":[");
+    else if (index > 1)
+        sb_addc(sb, ',');
+    qm_json_add_string(sb, word);
+}
+
 /* Builds the agent arguments of exec from the repeated "command" parameters or a JSON array. */
 static char *exec_args(struct api_call *call)
 {
@@ -194,9 +204,7 @@ static char *exec_args(struct api_call *call)
                 yajl_val item = command->u.array.values[i];
                 if (!YAJL_IS_STRING(item))
                     continue;
-                sb_add(&sb, count == 0 ? "" : count == 1 ? ",\"arg\":[" : ",");
-                qm_json_add_string(&sb, YAJL_GET_STRING(item));
-                count++;
+                add_exec_word(&sb, YAJL_GET_STRING(item), count++);
             }
         }
         if (root)
@@ -209,9 +217,7 @@ static char *exec_args(struct api_call *call)
         for (size_t j = i; j < call->keys.n; j++) {
             if (strcmp(call->keys.v[j], "command") != 0)
                 continue;
-            sb_add(&sb, count == 0 ? "" : count == 1 ? ",\"arg\":[" : ",");
-            qm_json_add_string(&sb, call->values.v[j]);
-            count++;
+            add_exec_word(&sb, call->values.v[j], count++);
         }
     }
     if (count == 0) {

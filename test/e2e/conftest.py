@@ -163,7 +163,7 @@ class Node:
         raise AssertionError(f"VM {vmid} not {status} after {timeout} s")
 
     def agent_ping(self, vmid, timeout=GUEST_BOOT_TIMEOUT):
-        """Waits until the guest agent of a VM answers guest-ping."""
+        """Waits until the guest agent of a VM replies to guest-ping."""
         path = str(self.root / f"run/qemu-server/{vmid}.qga")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
