@@ -485,7 +485,7 @@ static void add_smbios(struct gen *g)
  * QEMU read it from /etc/pve/local themselves; upstream QEMU looks for
  * server-cert.pem in its working folder and fails to start without it. The
  * CA is pve-root-ca.pem when the node has one, else the certificate itself,
- * which qmd signs itself.
+ * which works for the self-signed certificate that qmd creates.
  */
 static void add_spice_certificates(struct gen *g, struct strbuf *options)
 {
@@ -624,6 +624,60 @@ static int add_serial(struct gen *g)
         sv_pushf(&g->devices, "isa-serial,chardev=serial%d", i);
     }
     return 0;
+}
+
+/*
+ * Adds the audio0 device, its codecs and the backend they play to, as
+ * qemu-server does for machine versions 4.0 and later.
+ */
+static int add_audio(struct gen *g)
+{
+    const char *value = gen_get(g, "audio0");
+    struct qm_propstr ps = {0};
+    char addr[64];
+
+    if (!value || !gen_machine_at_least(g, 4, 0, 0))
+        return 0;
+    if (qm_propstr_parse("audio0", value, &ps, g->err) < 0)
+        return -1;
+    const char *device = ps_get(&ps, "device");
+    const char *driver = ps_get(&ps, "driver");
+    if (!driver)
+        driver = "spice";
+    if (!device) {
+        qm_propstr_free(&ps);
+        return qm_fail(g->err, 400, "audio0: missing audio device");
+    }
+    char *backend = qm_sprintf("%s-backend0", driver);
+    /* Machine versions before 4.2 connect the codecs to the default backend. */
+    char *audiodev = gen_machine_at_least(g, 4, 2, 0) ? qm_sprintf(",audiodev=%s", backend)
+                                                      : qm_strdup("");
+    const char *pci = gen_pci_addr(g, "audio0", addr, sizeof(addr));
+    int rc = 0;
+
+    if (strcmp(device, "AC97") == 0) {
+        sv_push(&g->devices, "-device");
+        sv_pushf(&g->devices, "AC97,id=audiodev0%s%s", pci, audiodev);
+    } else if (qm_str_ends(device, "intel-hda")) {
+        sv_push(&g->devices, "-device");
+        sv_pushf(&g->devices, "%s,id=audiodev0%s", device, pci);
+        sv_push(&g->devices, "-device");
+        sv_pushf(&g->devices, "hda-micro,id=audiodev0-codec0,bus=audiodev0.0,cad=0%s",
+                 audiodev);
+        sv_push(&g->devices, "-device");
+        sv_pushf(&g->devices, "hda-duplex,id=audiodev0-codec1,bus=audiodev0.0,cad=1%s",
+                 audiodev);
+    } else {
+        rc = qm_fail(g->err, 400, "audio0: unknown audio device '%s'", device);
+    }
+    if (rc == 0) {
+        sv_push(&g->devices, "-audiodev");
+        sv_pushf(&g->devices, "%s,id=%s", driver, backend);
+    }
+    free(audiodev);
+    free(backend);
+    qm_propstr_free(&ps);
+    return rc;
 }
 
 static void add_timer_flags(struct gen *g)
@@ -1111,7 +1165,8 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         }
     }
 
-    if (gen_hostpci(g, &vga.type) < 0 || gen_usb_devices(g) < 0 || add_serial(g) < 0) {
+    if (gen_hostpci(g, &vga.type) < 0 || gen_usb_devices(g) < 0 || add_serial(g) < 0 ||
+        add_audio(g) < 0) {
         rc = -1;
         goto out;
     }
