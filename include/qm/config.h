@@ -106,6 +106,9 @@ char *qm_conf_path(const struct qm_paths *paths, int vmid);
  */
 int qm_conf_check_property(const char *key, const char *value, struct qm_error *err);
 
+/* Whether key names a drive: ideN, sataN, scsiN, virtioN, efidisk0, tpmstate0. */
+bool qm_conf_is_drive_key(const char *key);
+
 /* A parsed property string such as "virtio=BC:24:11:00:00:01,bridge=vmbr0". */
 struct qm_propstr {
     struct qm_conf_entry *items;   /* canonical sub-key names, in input order */

@@ -500,3 +500,8 @@ bool qm_schema_check_value(const struct qm_schema_key *key, const char *value,
     }
     return true;
 }
+
+bool qm_conf_is_drive_key(const char *key)
+{
+    return qm_is_drive_key(key);
+}

@@ -544,6 +544,70 @@ static void spawn_exit_cb(uv_process_t *process, int64_t exit_status, int term_s
     }
 }
 
+/* The volume id of a drive value, or NULL for a CD-ROM, "none" or a path; caller frees. */
+static char *drive_volume(const char *key, const char *value)
+{
+    struct qm_propstr ps = {0};
+    char *volid = NULL;
+
+    if (qm_propstr_parse(key, value, &ps, NULL) < 0)
+        return NULL;
+    const char *file = qm_propstr_get(&ps, "file");
+    const char *media = qm_propstr_get(&ps, "media");
+    if (file && strchr(file, ':') && file[0] != '/' && !(media && strcmp(media, "cdrom") == 0))
+        volid = qm_strdup(file);
+    qm_propstr_free(&ps);
+    return volid;
+}
+
+/*
+ * Keeps the volume of a drive that a pending change removes or replaces as
+ * unusedN, when this VM owns it ("STORAGE:VMID/...") and no other key names
+ * it, so that no disk is lost track of.
+ */
+static void keep_replaced_volume(struct qm_conf *conf, int vmid, const char *key,
+                                 const char *new_value, struct qm_task *task)
+{
+    const char *old = qm_conf_get(&conf->main, key);
+    char prefix[32];
+
+    if (!old || !qm_conf_is_drive_key(key))
+        return;
+    char *volid = drive_volume(key, old);
+    const char *colon = volid ? strchr(volid, ':') : NULL;
+    snprintf(prefix, sizeof(prefix), "%d/", vmid);
+    char *kept = new_value ? drive_volume(key, new_value) : NULL;
+    bool still_named = kept && volid && strcmp(kept, volid) == 0;
+    free(kept);
+    if (!colon || !qm_str_starts(colon + 1, prefix) || still_named) {
+        free(volid);
+        return;
+    }
+    for (size_t i = 0; i < conf->main.n; i++) {
+        const struct qm_conf_entry *e = &conf->main.entries[i];
+        if (strcmp(e->key, key) == 0)
+            continue;
+        bool unused = qm_str_starts(e->key, "unused") && strcmp(e->value, volid) == 0;
+        char *other = qm_conf_is_drive_key(e->key) ? drive_volume(e->key, e->value) : NULL;
+        bool named = other && strcmp(other, volid) == 0;
+        free(other);
+        if (unused || named) {
+            free(volid);
+            return;
+        }
+    }
+    for (int n = 0;; n++) {
+        char unused_key[32];
+        snprintf(unused_key, sizeof(unused_key), "unused%d", n);
+        if (!qm_conf_get(&conf->main, unused_key)) {
+            qm_conf_set(&conf->main, unused_key, volid);
+            qm_task_log(task, "volume %s of %s kept as %s", volid, key, unused_key);
+            break;
+        }
+    }
+    free(volid);
+}
+
 /*
  * Moves the pending changes of a stopped VM into its configuration, as a
  * start does. Returns whether anything changed.
@@ -557,7 +621,8 @@ static bool apply_pending(struct qm_conf *conf, struct qm_task *task)
         return false;
     qm_conf_pending_deletes(conf, &deletes, NULL);
     for (size_t i = 0; i < deletes.n; i++) {
-        /* NOTE: a deleted drive's volume is dropped, not kept as unusedN. */
+        /* NOTE: a forced deletion keeps the volume as unusedN too instead of freeing it. */
+        keep_replaced_volume(conf, conf->vmid, deletes.v[i], NULL, task);
         qm_conf_unset(&conf->main, deletes.v[i]);
         qm_task_log(task, "applying pending deletion of %s", deletes.v[i]);
         changed = true;
@@ -567,6 +632,7 @@ static bool apply_pending(struct qm_conf *conf, struct qm_task *task)
         const struct qm_conf_entry *e = &conf->pending->entries[i];
         if (strcmp(e->key, "delete") == 0)
             continue;
+        keep_replaced_volume(conf, conf->vmid, e->key, e->value, task);
         qm_conf_set(&conf->main, e->key, e->value);
         qm_task_log(task, "applying pending change %s: %s", e->key, e->value);
         changed = true;
