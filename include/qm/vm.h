@@ -44,6 +44,7 @@ struct qm_vm_op_params {
 };
 
 struct qm_vm_op;
+struct qm_vm_listener;
 
 struct qm_vm {
     struct qm_node *node;
@@ -59,6 +60,7 @@ struct qm_vm {
     bool guest_shutdown;    /* QEMU reported SHUTDOWN: send quit once it is idle */
     struct qm_vm_op *ops;   /* the running operation first, then the queued ones */
     uv_timer_t timer;       /* deadlines of the running operation */
+    struct qm_vm_listener *listeners;   /* see qm_vm_watch_events() */
     struct qm_vm *next;
 };
 
@@ -107,6 +109,15 @@ int qm_vm_qmp_command(struct qm_vm *vm, const char *command, const char *args_js
 int qm_vm_build_cmdline(const struct qm_paths *paths, const struct qm_host *host,
                         const struct qm_qemu_caps *caps, const struct qm_conf *conf,
                         struct strvec *argv, struct strvec *warnings, struct qm_error *err);
+
+/*
+ * Calls fn for every QMP event of the VM (DEVICE_DELETED, BLOCK_JOB_COMPLETED,
+ * ...) until qm_vm_unwatch_events() with the same fn and opaque. fn may
+ * unwatch itself. Listeners are dropped when QEMU exits.
+ */
+typedef void (*qm_vm_event_fn)(struct qm_vm *vm, const struct qmp_event *event, void *opaque);
+void qm_vm_watch_events(struct qm_vm *vm, qm_vm_event_fn fn, void *opaque);
+void qm_vm_unwatch_events(struct qm_vm *vm, qm_vm_event_fn fn, void *opaque);
 
 const char *qm_vm_status(const struct qm_vm *vm);   /* "running" or "stopped" */
 bool qm_vm_is_running(const struct qm_vm *vm);

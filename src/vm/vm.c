@@ -264,6 +264,7 @@ static void on_process_exit(struct qm_vm *vm)
     close_qmp(vm);
     remove_runtime_files(vm);
     qm_vm_cleanup_stopped(vm);
+    drop_removed_listeners(vm, true);
     vm->pid = 0;
     vm->start_time = 0;
     vm->guest_shutdown = false;
@@ -379,12 +380,63 @@ static void ignore_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void
         qm_log(QM_LOG_WARNING, vm->vmid, "QMP command failed: %s", reply->error_desc);
 }
 
+struct qm_vm_listener {
+    qm_vm_event_fn fn;
+    void *opaque;
+    bool removed;
+    struct qm_vm_listener *next;
+};
+
+void qm_vm_watch_events(struct qm_vm *vm, qm_vm_event_fn fn, void *opaque)
+{
+    struct qm_vm_listener *l = qm_calloc(1, sizeof(*l));
+
+    l->fn = fn;
+    l->opaque = opaque;
+    l->next = vm->listeners;
+    vm->listeners = l;
+}
+
+void qm_vm_unwatch_events(struct qm_vm *vm, qm_vm_event_fn fn, void *opaque)
+{
+    /* Only marked here: the list may be walked right now. */
+    for (struct qm_vm_listener *l = vm->listeners; l; l = l->next) {
+        if (l->fn == fn && l->opaque == opaque)
+            l->removed = true;
+    }
+}
+
+static void drop_removed_listeners(struct qm_vm *vm, bool all)
+{
+    struct qm_vm_listener **link = &vm->listeners;
+
+    while (*link) {
+        struct qm_vm_listener *l = *link;
+        if (l->removed || all) {
+            *link = l->next;
+            free(l);
+        } else {
+            link = &l->next;
+        }
+    }
+}
+
+static void notify_listeners(struct qm_vm *vm, const struct qmp_event *event)
+{
+    for (struct qm_vm_listener *l = vm->listeners; l; l = l->next) {
+        if (!l->removed)
+            l->fn(vm, event, l->opaque);
+    }
+    drop_removed_listeners(vm, false);
+}
+
 static void qmp_event_cb(struct qmp *qmp, const struct qmp_event *event, void *opaque)
 {
     struct qm_vm *vm = opaque;
     const char *name = event->name;
 
     qm_log(QM_LOG_DEBUG, vm->vmid, "QMP event %s", name);
+    notify_listeners(vm, event);
     if (strcmp(name, "STOP") == 0) {
         snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "paused");
         send_simple(vm, "query-status", status_reply_cb);
@@ -1063,5 +1115,6 @@ void qm_vm_release(struct qm_vm *vm)
     vm->ops = NULL;
     stop_watching_pid(vm);
     close_qmp(vm);
+    drop_removed_listeners(vm, true);
     uv_close((uv_handle_t *)&vm->timer, timer_close_cb);
 }
