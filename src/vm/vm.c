@@ -61,6 +61,7 @@ static void begin_stop(struct qm_vm_op *op, const char *why);
 static void qmp_ready_cb(struct qmp *qmp, const struct qm_error *err, void *opaque);
 static void qmp_event_cb(struct qmp *qmp, const struct qmp_event *event, void *opaque);
 static void qmp_closed_cb(struct qmp *qmp, void *opaque);
+static void drop_removed_listeners(struct qm_vm *vm, bool all);
 
 static const char *op_names[] = {
     [QM_OP_START] = "start",     [QM_OP_STOP] = "stop",     [QM_OP_SHUTDOWN] = "shutdown",
