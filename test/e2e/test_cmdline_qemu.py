@@ -2,14 +2,14 @@
 
 Each case writes one VM configuration (all under TCG, `kvm: 0`) into a node,
 prints its command line with `qm showcmd`, starts the VM through the API,
-checks that QEMU runs and reports "running" over QMP, and stops it. This proves that the
-upstream branch of the generator emits options that the QEMU binary of this
-machine (Debian's 7.2 when this was written) accepts.
+checks that QEMU runs and reports "running" over QMP, and stops it. This
+shows that the upstream branch of the generator emits options that the QEMU
+binary of this machine (Debian's 7.2 when this was written) accepts.
 
-Disk values may name a volume to create: "@qcow2" and "@raw" become a new
-16 MiB image made with qemu-img, "@efivars" and "@efivars-ms" a raw copy of
-the OVMF 4 MiB vars template (plain or with Microsoft keys enrolled), and
-"@tpm" an empty 4 MiB raw image for swtpm.
+Disk values may name a volume to create. "@qcow2" and "@raw" become a new
+16 MiB image made with qemu-img, and "@tpm" an empty 4 MiB raw image for
+swtpm. "@efivars" and "@efivars-ms" become a raw copy of the OVMF 4 MiB vars
+template, plain or with Microsoft keys enrolled.
 """
 
 import os
@@ -31,12 +31,18 @@ def needs(condition, reason):
     return [pytest.mark.skipif(not condition, reason=reason)]
 
 
+# Like qemu-server, the generator rejects more vCPUs than the host has.
+TWO_CPUS = needs((os.cpu_count() or 1) >= 2, "the host has fewer than 2 CPUs")
+
+
 # Each case: id, configuration, substrings the command line must contain
-# (or, after "!", must not contain), and optionally the marks that skip it. Every VM also gets "kvm: 0" and "memory: 128" unless set.
+# (or, after "!", must not contain), and optionally the marks that skip it.
+# Every VM also gets "kvm: 0" and "memory: 128" unless set.
 CASES = [
     ("i440fx-smp-vcpus",
      {"sockets": 2, "cores": 1, "vcpus": 1, "cpulimit": 2, "cpuunits": 500},
-     ["-smp '1,sockets=2,cores=1,maxcpus=2'", "accel=tcg"]),
+     ["-smp '1,sockets=2,cores=1,maxcpus=2'", "accel=tcg"],
+     TWO_CPUS),
     ("i440fx-pinned-7.1",
      {"machine": "pc-i440fx-7.1", "localtime": 1, "tablet": 0},
      ["type=pc-i440fx-7.1", "base=localtime", "!usb-tablet"]),
@@ -58,11 +64,14 @@ CASES = [
     ("memory-cpu-hotplug-numa",
      {"memory": 1536, "hotplug": "memory,cpu,disk,network,usb", "numa": 1,
       "sockets": 2, "cores": 1},
-     ["maxmem=", "pc-dimm,id=dimm0", "memdev=ram-node1"]),
+     ["maxmem=", "pc-dimm,id=dimm0", "memdev=ram-node1"],
+     TWO_CPUS),
     ("numa-nodes",
      {"memory": 512, "numa": 1, "sockets": 2, "cores": 1,
       "numa0": "cpus=0,memory=256", "numa1": "cpus=1,memory=256"},
-     ["memory-backend-ram,id=ram-node1,size=256M", "node,nodeid=0,cpus=0,memdev=ram-node0"]),
+     ["memory-backend-ram,id=ram-node1,size=256M",
+      "node,nodeid=0,cpus=0,memdev=ram-node0"],
+     TWO_CPUS),
     ("ide-sata-qcow2-raw",
      {"ide0": "@qcow2,cache=writeback", "sata0": "@raw,ssd=1,discard=on",
       "boot": "order=sata0;ide0;net0", "net0": "e1000"},
