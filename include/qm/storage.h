@@ -206,9 +206,16 @@ void qm_storage_vm_release(int vmid);
 const char *qm_storage_vm_busy(int vmid);
 
 /*
- * Resolves a file that a configuration names as a volume id or an absolute
- * path (firmware images, QEMU binaries) and checks that it exists; what
- * names the setting in messages. The caller frees *path.
+ * The path of a file that a configuration names as an absolute path, a
+ * volume id, or "STORAGE:DIR/FILE" below a file-based storage's folder
+ * (firmware images, QEMU binaries). NULL for a malformed spec, an unknown
+ * storage or a path that leaves the storage's folder. Caller frees.
+ */
+char *qm_storage_file_path(const struct qm_storage_cfg *cfg, const char *spec);
+
+/*
+ * Resolves a file like qm_storage_file_path() and checks that it is
+ * readable; what names the setting in messages. The caller frees *path.
  */
 int qm_storage_resolve_file(const struct qm_storage_cfg *cfg, const char *spec,
                             const char *what, char **path, struct qm_error *err);

@@ -208,6 +208,22 @@ char *qm_conf_normalize_value(int vmid, const char *key, const char *value, stru
     return rc == 0 ? normalized : NULL;
 }
 
+/* Custom firmware needs both images: code= without vars= cannot boot. */
+static int check_custom_ovmf(const char *value, struct qm_error *err)
+{
+    struct qm_propstr ps = { 0 };
+
+    if (qm_propstr_parse("bios", value, &ps, err) < 0)
+        return -1;
+    bool code = qm_propstr_get(&ps, "code") != NULL;
+    bool vars = qm_propstr_get(&ps, "vars") != NULL;
+    qm_propstr_free(&ps);
+    if (code != vars)
+        return qm_fail(err, 400,
+                       "bios: Custom OVMF requires both 'code' and 'vars' to be specified");
+    return 0;
+}
+
 int qm_conf_check_property(const char *key, const char *value, struct qm_error *err)
 {
     const struct qm_schema_key *prop = qm_schema_lookup(key);
@@ -224,5 +240,7 @@ int qm_conf_check_property(const char *key, const char *value, struct qm_error *
     if (!ok)
         qm_fail(err, 400, "%s: %s", key, reason.buf);
     sb_free(&reason);
+    if (ok && strcmp(key, "bios") == 0)
+        return check_custom_ovmf(value, err);
     return ok ? 0 : -1;
 }

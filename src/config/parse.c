@@ -178,16 +178,26 @@ static char *trim_end_copy(const char *value)
     return qm_strndup(value, len);
 }
 
+/* The keys that Proxmox VE's key pattern does not cover, since they contain an architecture. */
+static const char *const arch_keys[] = {"qemu_binary_x86_64", "qemu_binary_aarch64"};
+
 /*
- * Splits "key: value" with key matching [a-z][a-z_-]*[0-9]*. Like the
- * reference's /:\s*(.+?)\s*$/, a value of only whitespace keeps its last
- * character, so "boot: " gives the value " ".
+ * Splits "key: value" with key matching [a-z][a-z_-]*[0-9]*, or one of
+ * arch_keys. Like the reference's /:\s*(.+?)\s*$/, a value of only
+ * whitespace keeps its last character, so "boot: " gives the value " ".
  */
 static bool split_key_value(const char *line, char **key, char **value)
 {
     const char *p = line;
     if (!(*p >= 'a' && *p <= 'z'))
         return false;
+    for (size_t i = 0; i < QM_ARRAY_SIZE(arch_keys); i++) {
+        size_t n = strlen(arch_keys[i]);
+        if (strncmp(line, arch_keys[i], n) == 0 && line[n] == ':') {
+            p = line + n;
+            break;
+        }
+    }
     while ((*p >= 'a' && *p <= 'z') || *p == '_' || *p == '-')
         p++;
     while (isdigit((unsigned char)*p))

@@ -842,8 +842,11 @@ static int validate_bios(const struct qm_propstr *ps, struct qm_error *err)
 
     if ((code || vars) && (!type || strcmp(type, "ovmf") != 0))
         return qm_fail(err, 400, "code and vars are only allowed with ovmf");
-    if (code != vars)
-        return qm_fail(err, 400, "code and vars must be set together");
+    /*
+     * code without vars (or the reverse) is read from a file as it is, and
+     * the command line generator rejects it; qm_conf_check_property rejects
+     * it in API requests.
+     */
     return 0;
 }
 

@@ -587,8 +587,7 @@ static int vga_device(struct gen *g, const struct vga *vga, int id, char **out)
     else
         sb_add(&sb, gen_pci_addr(g, idbuf, addr, sizeof(addr)));
     if (strcmp(type, "VGA") == 0 && g->winversion) {
-        const char *bios = gen_get(g, "bios");
-        if (!bios || strcmp(bios, "ovmf") != 0)
+        if (!g->ovmf)
             sb_add(&sb, ",edid=off");
     }
     *out = sb_detach(&sb);
@@ -1002,6 +1001,8 @@ static int split_args(const char *args, struct strvec *out, struct qm_error *err
 static void gen_free(struct gen *g)
 {
     free(g->machine_type);
+    free(g->ovmf_code);
+    free(g->ovmf_vars);
     sv_free(&g->cmd);
     sv_free(&g->devices);
     sv_free(&g->machine_flags);
@@ -1038,7 +1039,7 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         return qm_fail(g->err, 500,
                        "Detected old QEMU binary ('%d.%d.%d', at least 6.0 is required)",
                        caps->major, caps->minor, caps->micro);
-    if (choose_machine(g, ps_get(machine, "type")) < 0)
+    if (gen_parse_bios(g) < 0 || choose_machine(g, ps_get(machine, "type")) < 0)
         return -1;
     g->boot_keys = &bo->keys;
     g->boot_values = &bo->values;
@@ -1055,11 +1056,20 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         sv_push(&g->cmd, "--all-tasks");
         sv_push(&g->cmd, affinity);
     }
-    /* A VM of another architecture than the host's runs in that architecture's emulator. */
-    if (strcmp(g->arch, in->host->arch) == 0)
+    /*
+     * A VM of another architecture than the host's runs in that architecture's
+     * emulator, unless qemu_binary_ARCH names another binary.
+     */
+    char *binary = NULL;
+    if (gen_qemu_binary(g, &binary) < 0)
+        return -1;
+    if (binary)
+        sv_push(&g->cmd, binary);
+    else if (strcmp(g->arch, in->host->arch) == 0)
         sv_push(&g->cmd, caps->binary);
     else
         sv_pushf(&g->cmd, "/usr/bin/qemu-system-%s", g->arch);
+    free(binary);
     /* "-id" exists only in Proxmox builds; upstream QEMU rejects it. */
     if (g->pve) {
         sv_push(&g->cmd, "-id");
@@ -1094,7 +1104,6 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
 
     add_smbios(g);
 
-    const char *bios = gen_get(g, "bios");
     char cvm_type[16] = "";
     const char *sev = gen_get(g, "amd-sev");
     if (sev) {
@@ -1106,7 +1115,7 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         qm_propstr_free(&sev_ps);
         g->cvm_type = cvm_type;
     }
-    if (bios && strcmp(bios, "ovmf") == 0 && gen_efi(g) < 0)
+    if (g->ovmf && gen_efi(g) < 0)
         return -1;
 
     if (g->q35) {
@@ -1377,7 +1386,7 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
     if (!g->kvm)
         sv_push(&g->machine_flags, "accel=tcg");
     add_power_state_flags(g, machine);
-    if (!qm_str_starts(g->machine_type, "virt") && (!bios || strcmp(bios, "seabios") == 0) &&
+    if (!qm_str_starts(g->machine_type, "virt") && !g->ovmf &&
         (strcmp(vga.type, "none") == 0 || qm_str_starts(vga.type, "serial")))
         sv_push(&g->machine_flags, "smm=off");
 

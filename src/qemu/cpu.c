@@ -212,13 +212,12 @@ static void add_pve_flags(struct gen *g, struct cpu_flags *flags, const char *cp
 
 static void add_hyperv_flags(struct gen *g, struct cpu_flags *flags, const char *hv_vendor_id)
 {
-    const char *bios = gen_get(g, "bios");
     const char *r = "automatic Hyper-V enlightenment for Windows";
     const char *r7 = "automatic Hyper-V enlightenment for Windows 7 and higher";
 
     if (g->winversion < 6)
         return;
-    if (bios && strcmp(bios, "ovmf") == 0 && g->winversion < 8)
+    if (g->ovmf && g->winversion < 8)
         return;
     if (hv_vendor_id)
         flags_merge(g, flags, "hv_vendor_id", "", hv_vendor_id, "custom hv_vendor_id set");

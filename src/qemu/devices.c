@@ -82,7 +82,6 @@ int gen_sev(struct gen *g)
     if (qm_propstr_parse("amd-sev", value, &ps, g->err) < 0)
         return -1;
     const char *type = ps_get(&ps, "type");
-    const char *bios = gen_get(g, "bios");
     if (!type)
         type = "std";
     if (!host->sev)
@@ -91,7 +90,7 @@ int gen_sev(struct gen *g)
         rc = qm_fail(g->err, 400, "Your CPU does not support AMD SEV-ES.");
     else if (strcmp(type, "snp") == 0 && !host->sev_snp)
         rc = qm_fail(g->err, 400, "Your CPU does not support AMD SEV-SNP.");
-    else if (!bios || strcmp(bios, "ovmf") != 0)
+    else if (!g->ovmf)
         rc = qm_fail(g->err, 400, "To use AMD SEV, you need to change the BIOS to OVMF.");
     if (rc < 0) {
         qm_propstr_free(&ps);

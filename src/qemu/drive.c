@@ -767,6 +767,12 @@ static int ovmf_files(struct gen *g, const struct drive *efidisk, char **code, c
 
     *code = *vars = NULL;
     *vars_size = 0;
+    if (g->ovmf_code) {
+        *code = qm_strdup(g->ovmf_code);
+        *vars = qm_strdup(g->ovmf_vars);
+        *vars_size = gen_host_file_size(g->in->host, *vars);
+        return 0;
+    }
     if (strcmp(g->arch, "aarch64") == 0) {
         dir = g->pve ? "/usr/share/pve-edk2-firmware/" : "/usr/share/AAVMF";
         code_name = ms ? "AAVMF_CODE.secboot.fd" : "AAVMF_CODE.fd";

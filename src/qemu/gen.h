@@ -41,7 +41,15 @@ struct gen {
     bool gpu_passthrough;       /* a hostpci device with x-vga */
     bool legacy_igd;            /* a hostpci device in legacy IGD mode */
     const char *cvm_type;       /* amd-sev type: "std", "es", "snp"; NULL without SEV */
+    bool ovmf;                  /* bios type ovmf */
+    char *ovmf_code;            /* custom firmware paths of bios code= and vars=, or NULL */
+    char *ovmf_vars;
 };
+
+/* Reads "bios" into g->ovmf, g->ovmf_code and g->ovmf_vars, checking custom firmware files. */
+int gen_parse_bios(struct gen *g);
+/* The custom QEMU binary of the VM's architecture (caller frees), or NULL for the probed one. */
+int gen_qemu_binary(struct gen *g, char **binary);
 
 /* Returns the configured value of key, or NULL. */
 const char *gen_get(const struct gen *g, const char *key);

@@ -299,8 +299,7 @@ int gen_hostpci(struct gen *g, char **vga_type)
         }
         const char *xvga = "";
         if (ps_bool(&d->ps, "x-vga", false)) {
-            const char *bios = gen_get(g, "bios");
-            if (!bios || strcmp(bios, "ovmf") != 0)
+            if (!g->ovmf)
                 xvga = ",x-vga=on";
             g->kvm_off = true;
             g->gpu_passthrough = true;

@@ -366,30 +366,55 @@ void qm_volume_free(struct qm_volume *vol)
     memset(vol, 0, sizeof(*vol));
 }
 
+char *qm_storage_file_path(const struct qm_storage_cfg *cfg, const char *spec)
+{
+    struct qm_volume vol;
+
+    if (spec[0] == '/')
+        return qm_strdup(spec);
+    const char *colon = strchr(spec, ':');
+    if (!colon || colon == spec || !qm_volid_has_storage(spec))
+        return NULL;
+    if (qm_volume_resolve(cfg, spec, 0, &vol, NULL) == 0) {
+        char *path = vol.kind == QM_VOLUME_FILE ? vol.path : NULL;
+        if (path)
+            vol.path = NULL;
+        qm_volume_free(&vol);
+        return path;
+    }
+
+    /* Any other file below the folder of a file-based storage: "STORAGE:DIR/FILE". */
+    char *id = qm_strndup(spec, (size_t)(colon - spec));
+    const struct qm_storage *storage = qm_storage_find(cfg, id);
+    free(id);
+    const char *rel = colon + 1;
+    if (!storage || !storage->path || !qm_storage_is_file_based(storage) || !*rel ||
+        rel[0] == '/' || strstr(rel, "//") || qm_str_ends(rel, "/"))
+        return NULL;
+    for (const char *p = rel; p; p = strchr(p, '/')) {
+        if (*p == '/')
+            p++;
+        if (strncmp(p, "..", 2) == 0 && (p[2] == '/' || p[2] == '\0'))
+            return NULL;
+    }
+    return qm_sprintf("%s/%s", storage->path, rel);
+}
+
 int qm_storage_resolve_file(const struct qm_storage_cfg *cfg, const char *spec,
                             const char *what, char **path, struct qm_error *err)
 {
-    struct qm_volume vol;
-    struct qm_error inner;
+    char *resolved = qm_storage_file_path(cfg, spec);
 
-    if (spec[0] != '/' && !qm_volid_has_storage(spec))
-        return qm_fail(err, 400, "%s: '%s' is neither an absolute path nor a volume id", what,
-                       spec);
-    if (qm_volume_resolve(cfg, spec, 0, &vol, &inner) < 0)
-        return qm_fail(err, inner.code, "%s: %s", what, inner.msg);
-    if (vol.kind != QM_VOLUME_FILE) {
-        qm_volume_free(&vol);
-        return qm_fail(err, 400, "%s: volume '%s' is not a file", what, spec);
-    }
-    if (access(vol.path, R_OK) < 0) {
+    if (!resolved)
+        return qm_fail(err, 400, "%s: '%s' is neither an absolute path nor a file on a storage",
+                       what, spec);
+    if (access(resolved, R_OK) < 0) {
         int e = errno;
         qm_fail(err, e == ENOENT ? 404 : 500, "%s: '%s' (%s) is not readable: %s", what, spec,
-                vol.path, strerror(e));
-        qm_volume_free(&vol);
+                resolved, strerror(e));
+        free(resolved);
         return -1;
     }
-    *path = vol.path;
-    vol.path = NULL;
-    qm_volume_free(&vol);
+    *path = resolved;
     return 0;
 }

@@ -195,6 +195,87 @@ static void cmdline_errors(void **state)
     }
 }
 
+static void custom_ovmf_files(void **state)
+{
+    struct strvec argv = {0};
+    struct qm_error err = {0};
+
+    /* The default host profile reports firmware files by their names. */
+    char *pretty = generate_pretty("bios: ovmf,code=/srv/fw/OVMF_CODE_4M.fd,"
+                                   "vars=local:firmware/OVMF_VARS_4M.fd\n"
+                                   "efidisk0: local:8006/vm-8006-disk-0.raw,efitype=4m\n",
+                                   "7.2.0", false);
+    assert_non_null(strstr(pretty, "file=/srv/fw/OVMF_CODE_4M.fd"));
+    free(pretty);
+
+    static const struct {
+        const char *bios;
+        const char *message;
+    } cases[] = {
+        {"ovmf,code=/srv/fw/OVMF_CODE_4M.fd",
+         "Custom OVMF requires both 'code' and 'vars' to be specified"},
+        {"ovmf,vars=/srv/fw/OVMF_VARS_4M.fd",
+         "Custom OVMF requires both 'code' and 'vars' to be specified"},
+        {"ovmf,code=/srv/missing.fd,vars=/srv/fw/OVMF_VARS_4M.fd",
+         "OVMF_code file does not exist at '/srv/missing.fd'"},
+        {"ovmf,code=/srv/fw/OVMF_CODE_4M.fd,vars=/srv/missing.fd",
+         "OVMF_vars file does not exist at '/srv/missing.fd'"},
+        {"ovmf,code=/srv/fw/OVMF_CODE_4M.fd,vars=nostore:fw/OVMF_VARS_4M.fd",
+         "Invalid OVMF_vars storage path 'nostore:fw/OVMF_VARS_4M.fd'"},
+        {"ovmf,code=local:../../etc/OVMF_CODE_4M.fd,vars=/srv/fw/OVMF_VARS_4M.fd",
+         "Invalid OVMF_code storage path 'local:../../etc/OVMF_CODE_4M.fd'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *conf = qm_sprintf("bios: %s\n", cases[i].bios);
+        assert_int_equal(generate(conf, "7.2.0", false, &argv, NULL, &err), -1);
+        assert_string_equal(err.msg, cases[i].message);
+        sv_free(&argv);
+        free(conf);
+    }
+}
+
+static void custom_qemu_binary(void **state)
+{
+    struct strvec argv = {0};
+    struct qm_error err = {0};
+
+    if (generate("qemu_binary_x86_64: /bin/true\n", "7.2.0", false, &argv, NULL, &err) < 0)
+        fail_msg("generation failed: %s", err.msg);
+    assert_string_equal(argv.v[0], "/bin/true");
+    sv_free(&argv);
+
+    /* Without validation the file need not exist here, as for a binary on another node. */
+    assert_int_equal(generate("qemu_binary_x86_64: /opt/missing/qemu,validate=0\n", "7.2.0",
+                              false, &argv, NULL, &err), 0);
+    assert_string_equal(argv.v[0], "/opt/missing/qemu");
+    sv_free(&argv);
+
+    /* The aarch64 binary does not replace the x86_64 one. */
+    assert_int_equal(generate("qemu_binary_aarch64: /opt/missing/qemu\n", "7.2.0", false, &argv,
+                              NULL, &err), 0);
+    assert_string_equal(argv.v[0], "/usr/bin/kvm");
+    sv_free(&argv);
+
+    assert_int_equal(generate("qemu_binary_x86_64: /opt/missing/qemu\n", "7.2.0", false, &argv,
+                              NULL, &err), -1);
+    assert_string_equal(err.msg, "QEMU binary does not exist at '/opt/missing/qemu'");
+    sv_free(&argv);
+
+    char plain[] = "/tmp/qm-test-binary-XXXXXX";
+    int fd = mkstemp(plain);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(chmod(plain, 0644), 0);
+    char *conf = qm_sprintf("qemu_binary_x86_64: %s\n", plain);
+    char *message = qm_sprintf("QEMU binary is not executable at '%s'", plain);
+    assert_int_equal(generate(conf, "7.2.0", false, &argv, NULL, &err), -1);
+    assert_string_equal(err.msg, message);
+    sv_free(&argv);
+    unlink(plain);
+    free(message);
+    free(conf);
+}
+
 static void cmdline_kvm_missing(void **state)
 {
     struct qm_conf *conf = NULL;
@@ -478,6 +559,8 @@ int main(void)
         cmocka_unit_test(cmdline_upstream_qemu),
         cmocka_unit_test(cmdline_errors),
         cmocka_unit_test(cmdline_kvm_missing),
+        cmocka_unit_test(custom_ovmf_files),
+        cmocka_unit_test(custom_qemu_binary),
         cmocka_unit_test(shell_quote_matches_pve),
         cmocka_unit_test(caps_parse_machine_help),
         cmocka_unit_test(real_qemu_seabios_starts),
