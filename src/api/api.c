@@ -267,9 +267,10 @@ static int add_json_params(struct api_call *call, const char *body, size_t len,
             continue;
         } else {
             sb_free(&sb);
+            qm_fail(err, 400, "invalid JSON body: parameter '%s' is an object",
+                    root->u.object.keys[i]);
             yajl_tree_free(root);
-            return qm_fail(err, 400, "invalid JSON body: parameter '%s' is an object",
-                           root->u.object.keys[i]);
+            return -1;
         }
         sv_push(&call->keys, root->u.object.keys[i]);
         sv_push(&call->values, sb.buf ? sb.buf : "");

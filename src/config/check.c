@@ -208,6 +208,43 @@ char *qm_conf_normalize_value(int vmid, const char *key, const char *value, stru
     return rc == 0 ? normalized : NULL;
 }
 
+/* Whether a volume id's name ("STORAGE:NAME") has a ".." component. */
+static bool volume_leaves_storage(const char *volid)
+{
+    const char *colon = strchr(volid, ':');
+
+    if (!colon || volid[0] == '/')
+        return false;
+    for (const char *p = colon + 1; p; p = strchr(p, '/')) {
+        if (*p == '/')
+            p++;
+        if (strncmp(p, "..", 2) == 0 && (p[2] == '/' || p[2] == '\0' || p[2] == ','))
+            return true;
+    }
+    return false;
+}
+
+/* Rejects volume ids that would reach outside their storage's folder. */
+static int check_volume_paths(const char *key, const char *value, struct qm_error *err)
+{
+    struct qm_propstr ps = { 0 };
+    const char *volid = NULL;
+    bool drive = qm_is_drive_key(key);
+
+    if (drive || qm_str_starts(key, "unused") || strcmp(key, "hookscript") == 0 ||
+        strcmp(key, "cicustom") == 0 || strcmp(key, "vmstatestorage") == 0) {
+        if (drive && qm_propstr_parse(key, value, &ps, NULL) == 0)
+            volid = qm_propstr_get(&ps, "file");
+        /* cicustom lists several volumes; each is checked as part of the value. */
+        bool bad = volid ? volume_leaves_storage(volid) : volume_leaves_storage(value) ||
+                                                          strstr(value, "/../") != NULL;
+        qm_propstr_free(&ps);
+        if (bad)
+            return qm_fail(err, 400, "%s: invalid path component in volume name", key);
+    }
+    return 0;
+}
+
 /* Custom firmware needs both images: code= without vars= cannot boot. */
 static int check_custom_ovmf(const char *value, struct qm_error *err)
 {
@@ -240,7 +277,9 @@ int qm_conf_check_property(const char *key, const char *value, struct qm_error *
     if (!ok)
         qm_fail(err, 400, "%s: %s", key, reason.buf);
     sb_free(&reason);
-    if (ok && strcmp(key, "bios") == 0)
+    if (!ok || check_volume_paths(key, value, err) < 0)
+        return -1;
+    if (strcmp(key, "bios") == 0)
         return check_custom_ovmf(value, err);
-    return ok ? 0 : -1;
+    return 0;
 }

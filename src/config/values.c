@@ -1,6 +1,7 @@
 /* Scalar checks, named value formats and regular expressions of the schema. */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
@@ -70,7 +71,12 @@ bool qm_is_integer(const char *value)
         return false;
     while (isdigit((unsigned char)*p))
         p++;
-    return *p == '\0';
+    if (*p != '\0')
+        return false;
+    /* Integers beyond 64 bits cannot be used, so they are invalid rather than cut. */
+    errno = 0;
+    (void)strtoll(value, NULL, 10);
+    return errno != ERANGE;
 }
 
 /* Perl's number syntax as the schema validator accepts it: 1, 1.5, 1., .5, 1e3, -2. */

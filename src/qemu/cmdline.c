@@ -1193,7 +1193,14 @@ static int generate(struct gen *g, struct qm_propstr *machine, struct bootorder 
         qm_parse_int(v, &sockets);
     if ((v = gen_get(g, "cores")))
         qm_parse_int(v, &cores);
-    long long maxcpus = sockets * cores;
+    /* Values beyond any host are caught here before their product can overflow. */
+    long long maxcpus;
+    if (sockets < 1 || cores < 1 || __builtin_mul_overflow(sockets, cores, &maxcpus) ||
+        maxcpus > 65536) {
+        rc = qm_fail(g->err, 400, "MAX %d vcpus allowed per VM on this node",
+                     in->host->cpus > 0 ? in->host->cpus : 65536);
+        goto out;
+    }
     if ((v = gen_get(g, "vcpus")))
         qm_parse_int(v, &vcpus);
     if (vcpus <= 0)

@@ -139,8 +139,40 @@ unsigned long long qm_vm_rss(const struct qm_vm *vm)
 }
 
 /*
- * Whether pid is a QEMU started for this VM: its command line names this
- * VM's pidfile. (Upstream QEMU has no "-id" option to look for.)
+ * Whether the program of pid is QEMU: named qemu-system-* or kvm, or the
+ * absolute path that a qemu_binary_* property of the VM names.
+ */
+static bool process_is_qemu(const struct qm_vm *vm, pid_t pid)
+{
+    char link[64], exe[4096];
+    struct qm_conf *conf = NULL;
+    bool qemu = false;
+
+    snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return false;
+    exe[n] = '\0';
+    const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+    if (qm_str_starts(base, "qemu-system-") || strcmp(base, "kvm") == 0)
+        return true;
+    if (qm_conf_load(&vm->node->paths, vm->vmid, &conf, NULL) < 0)
+        return false;
+    static const char *const keys[] = {"qemu_binary_x86_64", "qemu_binary_aarch64"};
+    for (size_t i = 0; i < QM_ARRAY_SIZE(keys) && !qemu; i++) {
+        const char *value = qm_conf_get(&conf->main, keys[i]);
+        if (value && value[0] == '/')
+            qemu = strncmp(value, exe, strlen(exe)) == 0 &&
+                   (value[strlen(exe)] == '\0' || value[strlen(exe)] == ',');
+    }
+    qm_conf_free(conf);
+    return qemu;
+}
+
+/*
+ * Whether pid is a QEMU started for this VM: a QEMU program whose command
+ * line names this VM's pidfile. (Upstream QEMU has no "-id" option to look
+ * for.)
  */
 static bool process_is_vm(const struct qm_vm *vm, pid_t pid)
 {
@@ -149,6 +181,11 @@ static bool process_is_vm(const struct qm_vm *vm, pid_t pid)
     size_t len = 0;
     bool found = false;
     char *pidfile = run_path(vm, "pid");
+
+    if (!process_is_qemu(vm, pid)) {
+        free(pidfile);
+        return false;
+    }
 
     snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
     if (qm_read_file(path, &data, &len, NULL) == 0) {
@@ -325,6 +362,8 @@ static void pidfd_cb(uv_poll_t *handle, int status, int events)
 /* Watches pid through a pidfd; returns -1 when the process is already gone. */
 static int watch_pid(struct qm_vm *vm, pid_t pid)
 {
+    /* One process at a time: a second watch would leave the first handle firing. */
+    stop_watching_pid(vm);
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 
     if (fd < 0)
@@ -1066,8 +1105,11 @@ int qm_vm_qmp_command(struct qm_vm *vm, const char *command, const char *args_js
 void qm_vm_recover(struct qm_vm *vm)
 {
     struct qm_error err;
-    pid_t pid = read_pidfile(vm);
 
+    /* A VM this daemon already manages (a reload) is left as it is. */
+    if (vm->state != QM_VM_STOPPED || vm->pid > 0 || vm->pidfd_poll || vm->ops)
+        return;
+    pid_t pid = read_pidfile(vm);
     if (pid <= 0)
         return;
     if (!process_is_vm(vm, pid) || watch_pid(vm, pid) < 0) {

@@ -257,3 +257,69 @@ def test_pending_disk_removal_keeps_volume_as_unused(node):
     assert "scsi0" not in config
     assert config["unused0"] == volume
     node.run_task(node.vms(126).status.stop.post())
+
+
+def test_json_object_parameter_is_rejected(node):
+    url = node.url("/access/ticket")
+    response = requests.post(url, json={"username": {"a": 1}, "password": "x"}, verify=False)
+    assert response.status_code == 400
+    assert "is an object" in response.json()["message"]
+    # The daemon is still there.
+    assert node.api.nodes.get()[0]["node"] == NODE
+
+
+def test_reload_keeps_running_vms_controllable(node):
+    node.create_guest_vm(127)
+    node.run_task(node.vms(127).status.start.post())
+    pid = node.pid(127)
+    node.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    status = node.status(127)
+    assert status["pid"] == pid
+    pending = node.vms(127).monitor.post(command="info status")
+    assert "running" in pending
+    node.run_task(node.vms(127).status.stop.post())
+    assert node.status(127)["status"] == "stopped"
+    node.run_task(node.vms(127).status.start.post())
+    assert node.status(127)["status"] == "running"
+    node.run_task(node.vms(127).status.stop.post())
+    assert "process 0 exited" not in node.log_text()
+
+
+def test_foreign_process_with_pidfile_is_not_adopted(node):
+    import subprocess
+    node.create_guest_vm(128)
+    pidfile = node.root / "run/qemu-server/128.pid"
+    impostor = subprocess.Popen(["/usr/bin/python3", "-c", "import time; time.sleep(60)",
+                                 "-pidfile", str(pidfile)])
+    try:
+        pidfile.write_text(f"{impostor.pid}\n")
+        node.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert node.status(128)["status"] == "stopped"
+        node.run_task(node.vms(128).status.stop.post())
+        assert impostor.poll() is None
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
+def test_unsafe_values_are_rejected(node):
+    node.create_guest_vm(129)
+    before = (node.root / "etc/pve/qemu-server/129.conf").read_text()
+    cases = {
+        "ide2": "local:iso/../../../etc/passwd,media=cdrom",
+        "ide0": "local:129/../../../../etc/passwd",
+        "cores": "9223372036854775807999",
+        "memory": "99999999999999999999999",
+    }
+    for key, value in cases.items():
+        response = node.raw("PUT", f"/nodes/{NODE}/qemu/129/config", **{key: value})
+        assert response.status_code == 400, key
+        assert key in response.json()["errors"], key
+    assert (node.root / "etc/pve/qemu-server/129.conf").read_text() == before
+
+    node.vms(129).config.put(cores=9223372036854775807, sockets=2)
+    response = node.raw("GET", f"/nodes/{NODE}/qemu/129/showcmd")
+    assert response.status_code == 400
+    assert "vcpus allowed" in response.json()["message"]
