@@ -179,16 +179,16 @@ struct qm_task *qm_task_start(struct qm_tasks *tasks, const char *type, const ch
     /*
      * Every task of the daemon shares its pid, so two tasks of the same type
      * and id started within one second would get the same UPID. Such a task
-     * gets the next free second as its start time instead.
+     * counts its pstart field up instead, which keeps the start time true.
      */
+    task->starttime = now;
     for (;;) {
-        task->starttime = now;
         task->upid = qm_sprintf("UPID:%s:%08X:%08llX:%08X:%s:%s:%s:", tasks->node, task->pid,
                                 task->pstart, (unsigned)now, type, task->id, user);
         if (!qm_task_find(tasks, task->upid))
             break;
         free(task->upid);
-        now++;
+        task->pstart++;
     }
     task->log_path = qm_task_log_path(tasks->dir, task->upid);
     task->log = fopen(task->log_path, "we");
