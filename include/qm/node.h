@@ -25,6 +25,7 @@ struct qm_node {
     struct qm_qemu_caps caps;   /* probed once at start */
     struct qm_host host;
     bool stopping;
+    unsigned long op_serial;    /* the last serial number given to a VM operation */
 };
 
 struct qm_vm *qm_node_find_vm(struct qm_node *node, int vmid);

@@ -61,6 +61,7 @@ struct qm_vm {
     struct qm_vm_op *ops;   /* the running operation first, then the queued ones */
     uv_timer_t timer;       /* deadlines of the running operation */
     struct qm_vm_listener *listeners;   /* see qm_vm_watch_events() */
+    char *hookscript;       /* the hook script of the running QEMU, or NULL */
     struct qm_vm *next;
 };
 
@@ -118,6 +119,18 @@ int qm_vm_build_cmdline(const struct qm_paths *paths, const struct qm_host *host
 typedef void (*qm_vm_event_fn)(struct qm_vm *vm, const struct qmp_event *event, void *opaque);
 void qm_vm_watch_events(struct qm_vm *vm, qm_vm_event_fn fn, void *opaque);
 void qm_vm_unwatch_events(struct qm_vm *vm, qm_vm_event_fn fn, void *opaque);
+
+/* Resolves the VM's hookscript property to an executable path (NULL without one). */
+int qm_vm_hookscript(const struct qm_vm *vm, const struct qm_conf *conf, char **path,
+                     struct qm_error *err);
+/*
+ * Runs "script VMID phase" and calls done with NULL or the error (non-zero
+ * exit); done may be NULL, and the output goes to the task, or with task
+ * NULL to qmd's log.
+ */
+typedef void (*qm_hook_done_fn)(struct qm_vm *vm, void *opaque, const char *error);
+void qm_vm_run_hook(struct qm_vm *vm, const char *script, const char *phase,
+                    struct qm_task *task, qm_hook_done_fn done, void *opaque);
 
 const char *qm_vm_status(const struct qm_vm *vm);   /* "running" or "stopped" */
 bool qm_vm_is_running(const struct qm_vm *vm);

@@ -40,6 +40,7 @@ enum op_phase {
     PHASE_TERM,         /* stop: SIGTERM sent */
     PHASE_KILL,         /* stop: SIGKILL sent */
     PHASE_COMMAND,      /* waiting for a QMP reply */
+    PHASE_HOOK,         /* waiting for the hook script */
 };
 
 struct qm_vm_op {
@@ -49,9 +50,11 @@ struct qm_vm_op {
     struct qm_task *task;
     enum op_phase phase;
     bool then_start;            /* reboot: start again once stopped */
+    bool pre_stop_done;         /* the pre-stop hook has run */
     char *failure;              /* the error to end with once QEMU is gone, or NULL */
     struct qm_conf *conf;       /* start: the configuration being started */
     unsigned timeout_ms;        /* start: how long QMP may take to answer */
+    unsigned long serial;       /* tells a hook script's callback whether its operation still runs */
     uv_process_t process;       /* start: the QEMU parent process */
     struct qm_vm_op *next;
 };
@@ -303,6 +306,11 @@ static void on_process_exit(struct qm_vm *vm)
     remove_runtime_files(vm);
     qm_vm_cleanup_stopped(vm);
     drop_removed_listeners(vm, true);
+    if (vm->hookscript) {
+        qm_vm_run_hook(vm, vm->hookscript, "post-stop", NULL, NULL, NULL);
+        free(vm->hookscript);
+        vm->hookscript = NULL;
+    }
     vm->pid = 0;
     vm->start_time = 0;
     vm->guest_shutdown = false;
@@ -315,6 +323,13 @@ static void on_process_exit(struct qm_vm *vm)
     if (!op)
         return;
     switch (op->phase) {
+    case PHASE_HOOK:
+        /* pre-stop was running: the VM is down, which is what the stop wanted. */
+        if (op->kind == QM_OP_START) {
+            finish_op(vm, "start failed: QEMU exited while the post-start hook ran");
+            break;
+        }
+        /* fall through */
     case PHASE_POWERDOWN:
     case PHASE_QUIT:
     case PHASE_TERM:
@@ -515,6 +530,26 @@ static void qmp_closed_cb(struct qmp *qmp, void *opaque)
     }
 }
 
+/* The running operation of vm, if it is the one with this serial and waits for a hook. */
+static struct qm_vm_op *hook_op(struct qm_vm *vm, void *serial)
+{
+    struct qm_vm_op *op = vm->ops;
+
+    return op && op->serial == (unsigned long)serial && op->phase == PHASE_HOOK ? op : NULL;
+}
+
+static void post_start_done(struct qm_vm *vm, void *serial, const char *error)
+{
+    struct qm_vm_op *op = hook_op(vm, serial);
+
+    if (!op)
+        return;
+    /* As in Proxmox VE, a failing post-start hook leaves the VM running. */
+    if (error)
+        qm_task_warn(op->task, "%s", error);
+    finish_op(vm, NULL);
+}
+
 static void start_status_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
 {
     struct qm_vm *vm = opaque;
@@ -526,6 +561,12 @@ static void start_status_cb(struct qmp *qmp, const struct qmp_reply *reply, void
     }
     if (op && op->kind == QM_OP_START && op->phase == PHASE_CONNECTING) {
         set_state(vm, QM_VM_RUNNING, "QMP answered");
+        if (vm->hookscript) {
+            op->phase = PHASE_HOOK;
+            qm_vm_run_hook(vm, vm->hookscript, "post-start", op->task, post_start_done,
+                           (void *)op->serial);
+            return;
+        }
         finish_op(vm, NULL);
     }
 }
@@ -808,6 +849,23 @@ static void prepared_cb(struct qm_vm *vm, const char *error)
     spawn_qemu(op);
 }
 
+static void pre_start_done(struct qm_vm *vm, void *serial, const char *error)
+{
+    struct qm_vm_op *op = hook_op(vm, serial);
+
+    if (!op)
+        return;
+    if (error) {
+        free(vm->hookscript);
+        vm->hookscript = NULL;
+        set_state(vm, QM_VM_STOPPED, "pre-start hook failed");
+        finish_op(vm, error);
+        return;
+    }
+    op->phase = PHASE_PREPARING;
+    qm_vm_prepare_start(vm, op->conf, op->task, prepared_cb);
+}
+
 static void run_start(struct qm_vm_op *op)
 {
     struct qm_vm *vm = op->vm;
@@ -840,7 +898,19 @@ static void run_start(struct qm_vm_op *op)
         return;
     }
     remove_runtime_files(vm);
+    free(vm->hookscript);
+    vm->hookscript = NULL;
+    if (qm_vm_hookscript(vm, op->conf, &vm->hookscript, &err) < 0) {
+        finish_op(vm, err.msg);
+        return;
+    }
     set_state(vm, QM_VM_STARTING, "start requested");
+    if (vm->hookscript) {
+        op->phase = PHASE_HOOK;
+        qm_vm_run_hook(vm, vm->hookscript, "pre-start", op->task, pre_start_done,
+                       (void *)op->serial);
+        return;
+    }
     op->phase = PHASE_PREPARING;
     qm_vm_prepare_start(vm, op->conf, op->task, prepared_cb);
 }
@@ -883,6 +953,7 @@ static void stop_timer_cb(uv_timer_t *timer)
     case PHASE_QUEUED:
     case PHASE_PREPARING:
     case PHASE_SPAWNING:
+    case PHASE_HOOK:
         break;
     }
 }
@@ -983,6 +1054,36 @@ static void run_stop(struct qm_vm_op *op)
     begin_stop(op, NULL);
 }
 
+static void pre_stop_done(struct qm_vm *vm, void *serial, const char *error)
+{
+    struct qm_vm_op *op = hook_op(vm, serial);
+
+    if (!op)
+        return;
+    op->phase = PHASE_QUEUED;
+    if (error) {
+        finish_op(vm, error);
+        return;
+    }
+    if (op->kind == QM_OP_STOP)
+        run_stop(op);
+    else
+        run_shutdown(op);
+}
+
+/* Runs the pre-stop hook first when the VM has one; returns whether it was started. */
+static bool run_pre_stop(struct qm_vm_op *op)
+{
+    struct qm_vm *vm = op->vm;
+
+    if (!vm->hookscript || vm->state != QM_VM_RUNNING || op->pre_stop_done)
+        return false;
+    op->pre_stop_done = true;
+    op->phase = PHASE_HOOK;
+    qm_vm_run_hook(vm, vm->hookscript, "pre-stop", op->task, pre_stop_done, (void *)op->serial);
+    return true;
+}
+
 static void command_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
 {
     struct qm_vm *vm = opaque;
@@ -1029,14 +1130,17 @@ static void run_op(struct qm_vm_op *op)
         run_start(op);
         break;
     case QM_OP_STOP:
-        run_stop(op);
+        if (!run_pre_stop(op))
+            run_stop(op);
         break;
     case QM_OP_SHUTDOWN:
-        run_shutdown(op);
+        if (!run_pre_stop(op))
+            run_shutdown(op);
         break;
     case QM_OP_REBOOT:
         op->then_start = true;
-        run_shutdown(op);
+        if (!run_pre_stop(op))
+            run_shutdown(op);
         break;
     case QM_OP_RESET:
         run_command(op, "system_reset");
@@ -1082,6 +1186,7 @@ struct qm_task *qm_vm_queue(struct qm_vm *vm, enum qm_vm_op_kind kind,
     op->params = *params;
     op->task = task;
     op->phase = PHASE_QUEUED;
+    op->serial = ++vm->node->op_serial;
 
     struct qm_vm_op **tail = &vm->ops;
     while (*tail)
@@ -1135,6 +1240,7 @@ static void timer_close_cb(uv_handle_t *handle)
 {
     struct qm_vm *vm = handle->data;
 
+    free(vm->hookscript);
     free(vm->running_qemu);
     free(vm);
 }

@@ -244,17 +244,17 @@ def test_task_list_and_log(node):
 
 
 def test_pending_disk_removal_keeps_volume_as_unused(node):
-    node.create_guest_vm(126, scsi0="local:0.01")
-    volume = node.vms(126).config.get()["scsi0"].split(",")[0]
+    node.create_guest_vm(126, sata0="local:0.01")
+    volume = node.vms(126).config.get()["sata0"].split(",")[0]
     node.run_task(node.vms(126).status.start.post())
-    node.vms(126).config.put(delete="scsi0")
+    node.vms(126).config.put(delete="sata0")
     pending = {item["key"]: item for item in node.vms(126).pending.get()}
-    assert pending["scsi0"]["delete"] == 1
+    assert pending["sata0"]["delete"] == 1
 
     node.run_task(node.vms(126).status.stop.post())
     node.run_task(node.vms(126).status.start.post())
     config = node.vms(126).config.get(current=1)
-    assert "scsi0" not in config
+    assert "sata0" not in config
     assert config["unused0"] == volume
     node.run_task(node.vms(126).status.stop.post())
 

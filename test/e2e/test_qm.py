@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import socket
+import time
 
 from conftest import NODE
 
@@ -188,3 +189,30 @@ def test_agent_not_configured(node):
     assert result.returncode != 0
     assert "No QEMU guest agent configured" in result.stderr
     node.qm("stop", 208)
+
+
+def test_hookscript_phases(node):
+    snippets = node.root / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True)
+    log = node.root / "hook.log"
+    hook = snippets / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$1 $2\" >> {log}\necho hook says $2\n"
+                    f"[ -e {node.root}/fail-$2 ] && exit 1\nexit 0\n")
+    hook.chmod(0o755)
+    node.create_guest_vm(209, hookscript="local:snippets/hook.sh")
+
+    node.qm("start", 209)
+    node.qm("stop", 209)
+    deadline = time.monotonic() + 10
+    while "post-stop" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "post-stop hook did not run"
+        time.sleep(0.1)
+    assert log.read_text().split("\n")[:4] == \
+        ["209 pre-start", "209 post-start", "209 pre-stop", "209 post-stop"]
+
+    (node.root / "fail-pre-start").touch()
+    result = node.qm("start", 209, check=False)
+    assert result.returncode != 0
+    assert "hookscript error for 209 on pre-start" in result.stderr
+    assert "hook says pre-start" in result.stdout
+    assert node.qm("status", 209).stdout == "status: stopped\n"
