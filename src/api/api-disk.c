@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "../config/schema.h"
+#include "qm/hotplug.h"
 #include "qm/json.h"
 #include "qm/vm.h"
 #include "api-disk.h"
@@ -36,6 +37,14 @@ struct planned_disk {
     char *value;                /* the configuration value naming it */
 };
 
+/* A drive change of a running VM to apply with hotplug after the commit. */
+struct hot_change {
+    char *key;
+    bool remove;
+    bool force;                 /* remove: free the volume instead of keeping it as unusedN */
+    char *value;                /* add: the value that was hot-plugged */
+};
+
 struct disk_update {
     struct qm_node *node;
     int vmid;
@@ -51,6 +60,9 @@ struct disk_update {
     disk_commit_fn commit;
     disk_finish_fn finish;
     void *opaque;
+    struct hot_change *hot;     /* in the order queued */
+    size_t nhot;
+    size_t hot_next;
 };
 
 struct disk_update *disk_update_new(struct qm_node *node, int vmid, struct qm_error *err)
@@ -82,6 +94,11 @@ void disk_update_free(struct disk_update *u)
         free(d->value);
     }
     free(u->items);
+    for (size_t i = 0; i < u->nhot; i++) {
+        free(u->hot[i].key);
+        free(u->hot[i].value);
+    }
+    free(u->hot);
     sv_free(&u->to_free);
     sv_free(&u->warnings);
     qm_storage_cfg_free(&u->storage);
@@ -586,6 +603,132 @@ static void start_free(struct disk_update *u)
     }
 }
 
+bool disk_update_hotplug(struct disk_update *u, const struct qm_conf *conf, const char *key,
+                         bool remove, bool force, struct qm_task *task)
+{
+    const char *reason = NULL;
+
+    if (!qm_is_drive_key(key))
+        return false;
+    if (remove && !qm_conf_get(&conf->main, key))
+        return false;
+    if (!remove && qm_conf_get(&conf->main, key))
+        reason = "changing a drive that is in use takes a restart";
+    else
+        qm_hotplug_disk_supported(&conf->main, key, &reason);
+    if (reason) {
+        qm_task_log(task, "%s: the change stays pending until the next start: %s", key, reason);
+        return false;
+    }
+    u->hot = qm_realloc(u->hot, (u->nhot + 1) * sizeof(*u->hot));
+    u->hot[u->nhot++] = (struct hot_change){
+        .key = qm_strdup(key),
+        .remove = remove,
+        .force = force,
+    };
+    return true;
+}
+
+static void drop_empty_pending(struct qm_conf *conf)
+{
+    if (conf->pending && conf->pending->n == 0) {
+        free(conf->pending->entries);
+        free(conf->pending->name);
+        free(conf->pending);
+        conf->pending = NULL;
+    }
+}
+
+/* Moves a hot-plugged change from [PENDING] into the current configuration. */
+static int apply_hot_change(struct disk_update *u, const struct hot_change *h,
+                            struct qm_error *err)
+{
+    struct qm_conf *conf = NULL;
+
+    if (qm_conf_load(&u->node->paths, u->vmid, &conf, err) < 0)
+        return -1;
+    if (h->remove) {
+        bool forced = false;
+        qm_conf_pending_delete_has(conf, h->key, &forced);
+        disk_update_detach(u, conf, h->key, h->force || forced, u->task);
+        qm_conf_pending_delete_remove(conf, h->key);
+    } else {
+        const char *pending = conf->pending ? qm_conf_get(conf->pending, h->key) : NULL;
+        if (!pending || strcmp(pending, h->value) != 0) {
+            qm_conf_free(conf);
+            return qm_fail(err, 409, "the pending value of %s changed during the hotplug",
+                           h->key);
+        }
+        qm_conf_set(&conf->main, h->key, h->value);
+        qm_conf_unset(conf->pending, h->key);
+    }
+    drop_empty_pending(conf);
+    int r = qm_conf_store(&u->node->paths, conf, err);
+    qm_conf_free(conf);
+    return r;
+}
+
+static void hotplug_next(struct disk_update *u);
+
+static void hotplug_done(const char *error, void *opaque)
+{
+    struct disk_update *u = opaque;
+    struct hot_change *h = &u->hot[u->hot_next];
+    struct qm_error err;
+
+    if (error) {
+        qm_task_warn(u->task, "%s: hot-%s failed, so the change stays pending until the next "
+                              "start: %s", h->key, h->remove ? "unplug" : "plug", error);
+    } else if (apply_hot_change(u, h, &err) < 0) {
+        qm_task_warn(u->task, "%s: hot-%s done, but the configuration was not updated: %s",
+                     h->key, h->remove ? "unplug" : "plug", err.msg);
+    } else {
+        qm_task_log(u->task, "%s: hot-%s done", h->key, h->remove ? "unplug" : "plug");
+    }
+    u->hot_next++;
+    hotplug_next(u);
+}
+
+/* Runs the queued hotplug changes one after the other, then frees the queued volumes. */
+static void hotplug_next(struct disk_update *u)
+{
+    struct qm_error err;
+
+    while (u->hot_next < u->nhot) {
+        struct hot_change *h = &u->hot[u->hot_next];
+        struct qm_vm *vm = qm_node_find_vm(u->node, u->vmid);
+        struct qm_conf *conf = NULL;
+        if (!vm || !qm_vm_is_running(vm)) {
+            qm_task_log(u->task, "%s: the VM stopped, so the change stays pending", h->key);
+            u->hot_next++;
+            continue;
+        }
+        if (qm_conf_load(&u->node->paths, u->vmid, &conf, &err) < 0) {
+            qm_task_warn(u->task, "%s: the change stays pending: %s", h->key, err.msg);
+            u->hot_next++;
+            continue;
+        }
+        const char *value = conf->pending ? qm_conf_get(conf->pending, h->key) : NULL;
+        bool applicable = h->remove ? qm_conf_pending_delete_has(conf, h->key, NULL) &&
+                                      qm_conf_get(&conf->main, h->key)
+                                : value && !qm_conf_get(&conf->main, h->key);
+        if (!applicable) {
+            qm_conf_free(conf);
+            u->hot_next++;
+            continue;
+        }
+        if (h->remove) {
+            qm_hotplug_disk_remove(vm, &conf->main, h->key, u->task, hotplug_done, u);
+        } else {
+            h->value = qm_strdup(value);
+            qm_hotplug_disk_add(vm, &conf->main, h->key, value, u->task, hotplug_done, u);
+        }
+        qm_conf_free(conf);
+        return;
+    }
+    start_free(u);
+}
+
 static void commit_and_free(struct disk_update *u)
 {
     struct qm_error err;
@@ -599,8 +742,12 @@ static void commit_and_free(struct disk_update *u)
         for (size_t i = 0; i < u->n; i++)
             if (u->items[i].volid)
                 queue_free(u, u->items[i].volid);
+        start_free(u);
+        return;
     }
-    start_free(u);
+    /* The configuration names the new volumes in [PENDING] before QEMU opens them. */
+    u->hot_next = 0;
+    hotplug_next(u);
 }
 
 static void alloc_done(struct qm_job *job, void *opaque, int rc, const struct qm_error *err)
@@ -664,8 +811,7 @@ struct drive_op {
     char *new_volid;
     char *new_path;
     unsigned long long source_size;
-    uv_timer_t *poll;
-    bool mirror_ready;
+    struct mirror *mirror;      /* the running drive-mirror job, or NULL */
     char *error;
 };
 
@@ -932,8 +1078,8 @@ void api_vm_resize(struct api_call *call)
         drive_op_end(op, err.msg);
 }
 
-/* Milliseconds between two looks at a running mirror job. */
-#define MIRROR_POLL_MS 200
+/* Milliseconds between two progress lines of a running mirror job. */
+#define MIRROR_PROGRESS_MS 1000
 
 static void move_free_new_work_done(struct qm_job *job, void *opaque, int rc,
                                     const struct qm_error *err)
@@ -1054,127 +1200,224 @@ static void move_commit(struct drive_op *op)
         drive_op_end(op, NULL);
 }
 
-static void poll_close_cb(uv_handle_t *handle)
+/*
+ * The online move: a drive-mirror job whose progress QEMU reports with the
+ * BLOCK_JOB_READY, BLOCK_JOB_ERROR and BLOCK_JOB_COMPLETED events. A timer
+ * reads query-block-jobs for the progress lines of the task log, and it
+ * notices a VM that stopped, because QEMU's events end with its process.
+ */
+struct mirror {
+    struct drive_op *op;        /* NULL once the move went on without the mirror */
+    struct qm_node *node;
+    int vmid;
+    char *job_id;
+    bool ready;
+    char *error;                /* the last BLOCK_JOB_ERROR, as a message */
+    unsigned inflight;          /* QMP commands whose reply has not arrived */
+    uv_timer_t *timer;
+};
+
+static void mirror_event_cb(struct qm_vm *vm, const struct qmp_event *event, void *opaque);
+
+static void mirror_timer_close_cb(uv_handle_t *handle)
 {
     free(handle);
 }
 
-static void stop_poll(struct drive_op *op)
+static void mirror_free_if_idle(struct mirror *m)
 {
-    if (op->poll) {
-        uv_close((uv_handle_t *)op->poll, poll_close_cb);
-        op->poll = NULL;
-    }
+    if (m->op || m->inflight)
+        return;
+    free(m->job_id);
+    free(m->error);
+    free(m);
 }
 
-static void mirror_poll_cb(uv_timer_t *timer);
-
-static void mirror_schedule(struct drive_op *op)
+/* Stops watching the job and returns its move, which the caller goes on with. */
+static struct drive_op *mirror_stop(struct mirror *m)
 {
-    if (!op->poll) {
-        op->poll = qm_malloc(sizeof(*op->poll));
-        uv_timer_init(op->node->loop, op->poll);
-        op->poll->data = op;
+    struct drive_op *op = m->op;
+    struct qm_vm *vm = qm_node_find_vm(m->node, m->vmid);
+
+    if (vm)
+        qm_vm_unwatch_events(vm, mirror_event_cb, m);
+    if (m->timer) {
+        uv_close((uv_handle_t *)m->timer, mirror_timer_close_cb);
+        m->timer = NULL;
     }
-    uv_timer_start(op->poll, mirror_poll_cb, MIRROR_POLL_MS, 0);
+    m->op = NULL;
+    op->mirror = NULL;
+    mirror_free_if_idle(m);
+    return op;
+}
+
+static void mirror_fail(struct mirror *m, const char *error)
+{
+    move_fail(mirror_stop(m), error);
+}
+
+/* Takes back the reference of a reply; false when the mirror has stopped meanwhile. */
+static bool mirror_reply_arrived(struct mirror *m)
+{
+    m->inflight--;
+    if (!m->op) {
+        mirror_free_if_idle(m);
+        return false;
+    }
+    return true;
+}
+
+static int mirror_command(struct mirror *m, const char *command, const char *args,
+                          qmp_reply_cb cb, struct qm_error *err)
+{
+    struct qm_vm *vm = qm_node_find_vm(m->node, m->vmid);
+
+    if (!vm)
+        return qm_fail(err, 409, "VM %d stopped during the move", m->vmid);
+    if (qm_vm_qmp_command(vm, command, args, cb, m, err) < 0)
+        return -1;
+    m->inflight++;
+    return 0;
 }
 
 static void complete_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
 {
-    struct drive_op *op = opaque;
+    struct mirror *m = opaque;
 
-    if (reply->result != QMP_OK) {
-        stop_poll(op);
-        char *msg = qm_sprintf("block-job-complete failed: %s", reply->error_desc);
-        move_fail(op, msg);
-        free(msg);
+    if (!mirror_reply_arrived(m))
         return;
+    if (reply->result != QMP_OK) {
+        char *msg = qm_sprintf("block-job-complete failed: %s", reply->error_desc);
+        mirror_fail(m, msg);
+        free(msg);
     }
-    mirror_schedule(op);
+}
+
+static void mirror_event_cb(struct qm_vm *vm, const struct qmp_event *event, void *opaque)
+{
+    struct mirror *m = opaque;
+    struct drive_op *op = m->op;
+    const char *device = qm_json_get_string(event->data, "device");
+    struct qm_error err;
+
+    if (!qm_str_starts(event->name, "BLOCK_JOB_") || !device || strcmp(device, m->job_id) != 0)
+        return;
+    if (strcmp(event->name, "BLOCK_JOB_READY") == 0 && !m->ready) {
+        m->ready = true;
+        qm_task_log(op->task, "mirror %s: ready, switching to '%s'", op->key, op->new_volid);
+        char *args = qm_json_build("{\"device\": %s}", m->job_id);
+        int r = mirror_command(m, "block-job-complete", args, complete_cb, &err);
+        free(args);
+        if (r < 0)
+            mirror_fail(m, err.msg);
+    } else if (strcmp(event->name, "BLOCK_JOB_ERROR") == 0) {
+        const char *operation = qm_json_get_string(event->data, "operation");
+        const char *action = qm_json_get_string(event->data, "action");
+        /* QEMU sends one event per failed request: log the first of them. */
+        if (!m->error)
+            qm_task_log(op->task, "mirror %s: %s error (action: %s)", op->key,
+                        operation ? operation : "I/O", action ? action : "report");
+        free(m->error);
+        m->error = qm_sprintf("%s error", operation ? operation : "I/O");
+    } else if (strcmp(event->name, "BLOCK_JOB_CANCELLED") == 0) {
+        mirror_fail(m, "the mirror job was cancelled");
+    } else if (strcmp(event->name, "BLOCK_JOB_COMPLETED") == 0) {
+        const char *error = qm_json_get_string(event->data, "error");
+        if (error || m->error) {
+            char *msg = qm_sprintf("mirror of %s failed: %s", op->key, error ? error : m->error);
+            mirror_fail(m, msg);
+            free(msg);
+        } else if (!m->ready) {
+            mirror_fail(m, "the mirror job ended before the copy was complete");
+        } else {
+            move_commit(mirror_stop(m));
+        }
+    }
 }
 
 static void jobs_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
 {
-    struct drive_op *op = opaque;
-    char *job_id = qm_sprintf("mirror-%s", op->key);
-    yajl_val found = NULL;
-    struct qm_error err;
+    struct mirror *m = opaque;
 
-    if (reply->result != QMP_OK) {
-        free(job_id);
-        stop_poll(op);
-        char *msg = qm_sprintf("query-block-jobs failed: %s", reply->error_desc);
-        move_fail(op, msg);
-        free(msg);
+    if (!mirror_reply_arrived(m))
+        return;
+    if (reply->result == QMP_CLOSED) {
+        mirror_fail(m, "the VM stopped during the move; the source is still in use");
         return;
     }
     for (size_t i = 0; YAJL_IS_ARRAY(reply->ret) && i < reply->ret->u.array.len; i++) {
         yajl_val j = reply->ret->u.array.values[i];
         const char *device = qm_json_get_string(j, "device");
-        if (device && strcmp(device, job_id) == 0)
-            found = j;
+        long long offset = 0, len = 0;
+        if (!device || strcmp(device, m->job_id) != 0)
+            continue;
+        qm_json_get_int(j, "offset", &offset);
+        qm_json_get_int(j, "len", &len);
+        if (len > 0)
+            qm_task_log(m->op->task, "mirror %s: transferred %lld of %lld bytes (%.0f%%)",
+                        m->op->key, offset, len, 100.0 * (double)offset / (double)len);
     }
-    if (!found) {
-        free(job_id);
-        stop_poll(op);
-        if (op->mirror_ready) {
-            move_commit(op);
-        } else {
-            /* NOTE: the reason is in the BLOCK_JOB_COMPLETED event, which vm.c consumes. */
-            move_fail(op, "the mirror job ended before the copy was complete");
-        }
-        return;
-    }
-    long long offset = 0, len = 0;
-    bool ready = false;
-    qm_json_get_int(found, "offset", &offset);
-    qm_json_get_int(found, "len", &len);
-    qm_json_get_bool(found, "ready", &ready);
-    if (len > 0)
-        qm_task_log(op->task, "mirror %s: transferred %lld of %lld bytes (%.0f%%)%s", op->key,
-                    offset, len, 100.0 * (double)offset / (double)len, ready ? ", ready" : "");
-    if (ready && !op->mirror_ready) {
-        op->mirror_ready = true;
-        struct qm_vm *vm = qm_node_find_vm(op->node, op->vmid);
-        char *args = qm_json_build("{\"device\": %s}", job_id);
-        int r = vm ? qm_vm_qmp_command(vm, "block-job-complete", args, complete_cb, op, &err)
-                   : qm_fail(&err, 409, "VM %d stopped during the move", op->vmid);
-        free(args);
-        free(job_id);
-        if (r < 0) {
-            stop_poll(op);
-            move_fail(op, err.msg);
-        }
-        return;
-    }
-    free(job_id);
-    mirror_schedule(op);
 }
 
-static void mirror_poll_cb(uv_timer_t *timer)
+static void mirror_timer_cb(uv_timer_t *timer)
 {
-    struct drive_op *op = timer->data;
-    struct qm_vm *vm = qm_node_find_vm(op->node, op->vmid);
+    struct mirror *m = timer->data;
     struct qm_error err;
 
-    if (!vm || qm_vm_qmp_command(vm, "query-block-jobs", NULL, jobs_cb, op, &err) < 0) {
-        stop_poll(op);
-        move_fail(op, "the VM stopped during the move; the source is still in use");
-    }
+    /* One query at a time: a slow reply skips a progress line. */
+    if (m->inflight)
+        return;
+    if (mirror_command(m, "query-block-jobs", NULL, jobs_cb, &err) < 0)
+        mirror_fail(m, "the VM stopped during the move; the source is still in use");
 }
 
 static void mirror_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
 {
-    struct drive_op *op = opaque;
+    struct mirror *m = opaque;
 
+    if (!mirror_reply_arrived(m))
+        return;
     if (reply->result != QMP_OK) {
-        char *msg = qm_sprintf("drive-mirror of %s failed: %s", op->key, reply->error_desc);
-        move_fail(op, msg);
+        char *msg = qm_sprintf("drive-mirror of %s failed: %s", m->op->key, reply->error_desc);
+        mirror_fail(m, msg);
         free(msg);
         return;
     }
-    qm_task_log(op->task, "mirror %s to '%s' started", op->key, op->new_volid);
-    mirror_schedule(op);
+    qm_task_log(m->op->task, "mirror %s to '%s' started", m->op->key, m->op->new_volid);
+}
+
+/* Starts the drive-mirror job of a running VM's move; its events take it from there. */
+static void mirror_start(struct drive_op *op)
+{
+    struct qm_vm *vm = qm_node_find_vm(op->node, op->vmid);
+    struct qm_error err;
+
+    if (!vm || !qm_vm_is_running(vm)) {
+        move_fail(op, "the VM stopped during the move; the source is still in use");
+        return;
+    }
+    struct mirror *m = qm_calloc(1, sizeof(*m));
+    m->op = op;
+    m->node = op->node;
+    m->vmid = op->vmid;
+    m->job_id = qm_sprintf("mirror-%s", op->key);
+    op->mirror = m;
+    /* Watch first: a small disk may be ready before the reply to drive-mirror. */
+    qm_vm_watch_events(vm, mirror_event_cb, m);
+    m->timer = qm_malloc(sizeof(*m->timer));
+    uv_timer_init(op->node->loop, m->timer);
+    m->timer->data = m;
+    uv_timer_start(m->timer, mirror_timer_cb, MIRROR_PROGRESS_MS, MIRROR_PROGRESS_MS);
+
+    char *device = qm_sprintf("drive-%s", op->key);
+    char *args = qm_json_build("{\"job-id\": %s, \"device\": %s, \"target\": %s, "
+                               "\"format\": %s, \"mode\": \"existing\", \"sync\": \"full\"}",
+                               m->job_id, device, op->new_path, op->target_format);
+    int r = mirror_command(m, "drive-mirror", args, mirror_cb, &err);
+    free(args);
+    free(device);
+    if (r < 0)
+        mirror_fail(m, err.msg);
 }
 
 static int move_work(struct qm_job *job, void *opaque, struct qm_error *err)
@@ -1219,7 +1462,6 @@ static int move_work(struct qm_job *job, void *opaque, struct qm_error *err)
 static void move_done(struct qm_job *job, void *opaque, int rc, const struct qm_error *err)
 {
     struct drive_op *op = opaque;
-    struct qm_error qerr;
 
     if (rc < 0) {
         /* An allocated volume was already freed by the worker. */
@@ -1230,19 +1472,7 @@ static void move_done(struct qm_job *job, void *opaque, int rc, const struct qm_
         move_commit(op);
         return;
     }
-    struct qm_vm *vm = qm_node_find_vm(op->node, op->vmid);
-    char *device = qm_sprintf("drive-%s", op->key);
-    char *job_id = qm_sprintf("mirror-%s", op->key);
-    char *args = qm_json_build("{\"job-id\": %s, \"device\": %s, \"target\": %s, "
-                               "\"format\": %s, \"mode\": \"existing\", \"sync\": \"full\"}",
-                               job_id, device, op->new_path, op->target_format);
-    int r = vm ? qm_vm_qmp_command(vm, "drive-mirror", args, mirror_cb, op, &qerr)
-               : qm_fail(&qerr, 409, "VM %d stopped during the move", op->vmid);
-    free(args);
-    free(job_id);
-    free(device);
-    if (r < 0)
-        move_fail(op, qerr.msg);
+    mirror_start(op);
 }
 
 void api_vm_move_disk(struct api_call *call)
@@ -1291,8 +1521,9 @@ void api_vm_move_disk(struct api_call *call)
     op->delete_source = delete_source;
     if (!drive_op_start_task(op, call, "qmmove"))
         return;
+    /* The call, and so storage, is gone once the task has replied. */
     qm_task_log(op->task, "moving %s '%s' to storage '%s' (%s)", op->key, op->volid,
-                storage, op->running ? "online, with a mirror job" : "offline");
+                op->target_storage, op->running ? "online, with a mirror job" : "offline");
     if (qm_job_start(op->node->loop, op->task, move_work, move_done, op, &err) < 0)
         drive_op_end(op, err.msg);
 }
@@ -1318,9 +1549,10 @@ static int unlink_commit(struct disk_update *u, void *opaque, struct qm_error *e
     for (size_t i = 0; i < c->ids.n; i++) {
         const char *key = c->ids.v[i];
         if (running && !is_unused_key(key) && qm_conf_get(&conf->main, key)) {
-            /* Hot-unplug is not done here: the drive goes at the next start. */
+            /* Pending first, so that a failed hot-unplug leaves the drive to go at the next start. */
             qm_conf_pending_delete_add(conf, key, c->force);
-            qm_task_log(u->task, "%s: detached at the next start", key);
+            if (!disk_update_hotplug(u, conf, key, true, c->force, u->task))
+                qm_task_log(u->task, "%s: detached at the next start", key);
             continue;
         }
         disk_update_detach(u, conf, key, c->force, u->task);

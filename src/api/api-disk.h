@@ -53,14 +53,27 @@ struct qm_task *disk_update_task(const struct disk_update *update);
  */
 void disk_update_detach(struct disk_update *update, struct qm_conf *conf, const char *key,
                         bool force, struct qm_task *task);
+/*
+ * Queues drive key of a running VM for hotplug after the commit, which
+ * leaves the change in [PENDING]: the pending value of a new drive is
+ * added, or with remove the drive is removed (force frees its volume
+ * instead of keeping it as unusedN). A change that QEMU applies moves from
+ * [PENDING] into the current configuration; one that fails stays pending,
+ * with the reason as a task warning. Returns false for keys other than
+ * drives, and, with the reason in task's log, for drives that cannot be
+ * hot-plugged (conf is the configuration being committed).
+ */
+bool disk_update_hotplug(struct disk_update *update, const struct qm_conf *conf, const char *key,
+                         bool remove, bool force, struct qm_task *task);
 /* Queues every volume the VM owns (its configuration, and with unreferenced its storages). */
 void disk_update_free_all(struct disk_update *update, const struct qm_conf *conf,
                           bool unreferenced);
 
 /*
  * Runs the planned work inside task: allocation on the thread pool, then
- * commit on the loop, then freeing the queued volumes, then finish. The
- * VM is marked busy with disk work throughout. Takes ownership of update.
+ * commit on the loop, then the hotplug changes that commit queued, then
+ * freeing the queued volumes, then finish. The VM is marked busy with disk
+ * work throughout. Takes ownership of update.
  */
 void disk_update_run(struct disk_update *update, struct qm_task *task, disk_commit_fn commit,
                      disk_finish_fn finish, void *opaque);

@@ -759,7 +759,9 @@ static int config_commit(struct disk_update *update, void *opaque, struct qm_err
         if (conf->pending)
             qm_conf_unset(conf->pending, key);
         if (running && !direct && !qm_str_starts(key, "unused")) {
-            pending_delete_list(conf, key, true);
+            /* force is kept ("!key") for a drive that stays until the next start. */
+            qm_conf_pending_delete_add(conf, key, change->force);
+            disk_update_hotplug(update, conf, key, true, change->force, log);
         } else {
             disk_update_detach(update, conf, key, change->force, log);
             qm_conf_unset(&conf->main, key);
@@ -778,6 +780,7 @@ static int config_commit(struct disk_update *update, void *opaque, struct qm_err
             value = with_mac;
         if (running && !direct) {
             set_pending(conf, key, value);
+            disk_update_hotplug(update, conf, key, false, false, log);
         } else {
             /* A drive replaced by another volume keeps the old one as unusedN. */
             const char *old = qm_conf_get(&conf->main, key);
