@@ -2,7 +2,7 @@
  * Disk hotplug on a running VM. A scsiN or virtioN drive is added through
  * QMP with the same -drive options and -device properties that a cold start
  * of the configuration would use, after the SCSI controller, iothread and
- * PCI bridge it needs; removal waits for QEMU's DEVICE_DELETED event.
+ * PCI bridge it needs. Removal waits for QEMU's DEVICE_DELETED event.
  */
 #ifndef QM_HOTPLUG_H
 #define QM_HOTPLUG_H
@@ -20,7 +20,7 @@
  * Whether drive key can be added to or removed from a running VM whose
  * current configuration is main: scsiN or virtioN, with "disk" in the
  * hotplug option (default "network,disk,usb"). When it cannot, *reason
- * gets a static message that says why.
+ * is set to a static message with the cause.
  */
 bool qm_hotplug_disk_supported(const struct qm_conf_section *main, const char *key,
                                const char **reason);
@@ -45,7 +45,7 @@ void qm_hotplug_disk_add(struct qm_vm *vm, const struct qm_conf_section *main, c
  * the running VM: device_del, the DEVICE_DELETED event within
  * QM_HOTPLUG_UNPLUG_TIMEOUT_MS, then the drive, then a SCSI controller
  * that no other drive of main uses and its iothread. done gets an error
- * only when the device or its drive is still there; a controller that does
+ * only when the device or its drive is still there. A controller that does
  * not go away is a warning in task. done may be called before this
  * function returns.
  */

@@ -55,13 +55,13 @@ void disk_update_detach(struct disk_update *update, struct qm_conf *conf, const 
                         bool force, struct qm_task *task);
 /*
  * Queues drive key of a running VM for hotplug after the commit, which
- * leaves the change in [PENDING]: the pending value of a new drive is
- * added, or with remove the drive is removed (force frees its volume
- * instead of keeping it as unusedN). A change that QEMU applies moves from
- * [PENDING] into the current configuration; one that fails stays pending,
- * with the reason as a task warning. Returns false for keys other than
- * drives, and, with the reason in task's log, for drives that cannot be
- * hot-plugged (conf is the configuration being committed).
+ * leaves the change in [PENDING]. A new drive gets its pending value added.
+ * With remove the drive is removed, and force frees its volume instead of
+ * keeping it as unusedN. A change that QEMU applies moves from [PENDING]
+ * into the current configuration. One that fails stays pending, with the
+ * reason as a task warning. Returns false for keys other than drives, and
+ * for drives that cannot be hot-plugged, whose reason goes to task's log.
+ * conf is the configuration being committed.
  */
 bool disk_update_hotplug(struct disk_update *update, const struct qm_conf *conf, const char *key,
                          bool remove, bool force, struct qm_task *task);

@@ -1,9 +1,9 @@
 /*
  * Disk hotplug through QMP. The QEMU arguments of a drive are taken from the
- * command line that a cold start of the configuration would run, so a
+ * command line that a cold start of the configuration would run. So a
  * hot-plugged drive gets the same -drive options, device properties, bus
- * and address, and brings the SCSI controller, iothread or PCI bridge that
- * the cold line has for it when the VM lacks them.
+ * and address. The SCSI controller, iothread or PCI bridge that the cold
+ * line has for it are added first when the VM lacks them.
  *
  * Each operation is a list of steps (QMP commands, HMP commands, device
  * removals that wait for DEVICE_DELETED) run one after the other.
@@ -29,7 +29,7 @@ struct step {
     char *command;      /* STEP_QMP: the command name */
     char *args;         /* STEP_QMP: JSON arguments; STEP_HMP: the command line */
     char *device_id;    /* STEP_UNPLUG: the device to remove */
-    char *what;         /* the step as the task log shows it */
+    char *label;        /* the step as the task log shows it */
     bool essential;     /* a failure fails the operation; otherwise it is a warning */
     bool missing_ok;    /* "not found" counts as done (the object is already gone) */
 };
@@ -169,8 +169,9 @@ static const char *find_device(const struct strvec *argv, const char *id)
 }
 
 /*
- * The -device that provides bus: a PCI bridge "pci.N" provides the bus of
- * its own id, a SCSI controller "ID" provides "ID.0". *child_bus tells which.
+ * The -device that provides bus. A PCI bridge "pci.N" provides the bus of
+ * its own id, and a SCSI controller "ID" provides "ID.0", for which
+ * *child_bus is set.
  */
 static const char *find_bus_owner(const struct strvec *argv, const char *bus, bool *child_bus)
 {
@@ -261,21 +262,21 @@ static struct step *add_step(struct hotplug_op *op, enum step_kind kind, bool es
     return s;
 }
 
-static void add_qmp_step(struct hotplug_op *op, const char *command, char *args, char *what,
+static void add_qmp_step(struct hotplug_op *op, const char *command, char *args, char *label,
                          bool essential)
 {
     struct step *s = add_step(op, STEP_QMP, essential);
     s->command = qm_strdup(command);
     s->args = args;
-    s->what = what;
+    s->label = label;
 }
 
-static void add_hmp_step(struct hotplug_op *op, char *line, char *what, bool essential,
+static void add_hmp_step(struct hotplug_op *op, char *line, char *label, bool essential,
                          bool missing_ok)
 {
     struct step *s = add_step(op, STEP_HMP, essential);
     s->args = line;
-    s->what = what;
+    s->label = label;
     s->missing_ok = missing_ok;
 }
 
@@ -283,7 +284,7 @@ static void add_unplug_step(struct hotplug_op *op, const char *id, bool essentia
 {
     struct step *s = add_step(op, STEP_UNPLUG, essential);
     s->device_id = qm_strdup(id);
-    s->what = qm_sprintf("device_del %s", id);
+    s->label = qm_sprintf("device_del %s", id);
     s->missing_ok = true;
 }
 
@@ -307,7 +308,7 @@ static void op_free(struct hotplug_op *op)
         free(op->steps[i].command);
         free(op->steps[i].args);
         free(op->steps[i].device_id);
-        free(op->steps[i].what);
+        free(op->steps[i].label);
     }
     free(op->steps);
     sv_free(&op->argv);
@@ -382,7 +383,7 @@ static void step_done(struct hotplug_op *op)
 static void step_failed(struct hotplug_op *op, const char *error)
 {
     struct step *s = &op->steps[op->next];
-    char *msg = qm_sprintf("%s failed: %s", s->what, error);
+    char *msg = qm_sprintf("%s failed: %s", s->label, error);
 
     if (s->essential) {
         finish(op, msg);
@@ -496,12 +497,15 @@ static void unplug_timeout_cb(uv_timer_t *timer)
 {
     struct hotplug_op *op = timer->data;
     struct step *s = &op->steps[op->next];
-    char *msg = qm_sprintf("device %s was not removed within %d s: the guest did not release "
-                           "it", s->device_id, QM_HOTPLUG_UNPLUG_TIMEOUT_MS / 1000);
+    struct qm_vm *vm = qm_node_find_vm(op->node, op->vmid);
+    char *msg = vm && qm_vm_is_running(vm)
+                    ? qm_sprintf("device %s was not removed within %d s: the guest did not "
+                                 "release it", s->device_id, QM_HOTPLUG_UNPLUG_TIMEOUT_MS / 1000)
+                    : qm_sprintf("the VM stopped before device %s was removed", s->device_id);
 
     stop_timer(op);
     stop_watching(op);
-    /* Without the reply to device_del the next step cannot start: its reply would be mistaken. */
+    /* The next step waits for the reply to device_del, which it would take for its own. */
     if (s->essential || !op->del_replied) {
         finish(op, msg);
     } else {
@@ -550,7 +554,7 @@ static void run_next(struct hotplug_op *op)
         return;
     }
     struct step *s = &op->steps[op->next];
-    qm_task_log(op->task, "%s: %s", op->key, s->what);
+    qm_task_log(op->task, "%s: %s", op->key, s->label);
     int r = 0;
     if (s->kind == STEP_UNPLUG) {
         run_unplug(op, vm, s);
