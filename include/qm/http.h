@@ -21,7 +21,8 @@
 /* Limits on what a client may send; larger requests get 431, 414 or 413. */
 #define HTTP_MAX_HEADER_SIZE (64 * 1024)  /* request line and headers, bytes */
 #define HTTP_MAX_BODY_SIZE (16 * 1024 * 1024)
-#define HTTP_IDLE_TIMEOUT_MS 60000       /* between requests or while reading one */
+/* Between requests, while reading one, and from a request's first byte to its last. */
+#define HTTP_IDLE_TIMEOUT_MS 60000
 
 struct http_server;
 struct http_tls;

@@ -110,6 +110,7 @@ struct http_conn {
     char label[96];            /* the client in log messages */
 
     uint64_t last_active;      /* uv_now() of the last read */
+    uint64_t request_started;  /* uv_now() of the current request's first byte, 0 between requests */
     bool reading;
     bool write_busy;
     bool pending;              /* the handler has the request and has not responded */
@@ -220,6 +221,7 @@ static int on_message_begin(llhttp_t *parser)
     conn->header_state = HS_URL;
     conn->reason[0] = '\0';
     conn->reject_status = 0;
+    conn->request_started = uv_now(conn->h.handle.loop);
     return 0;
 }
 
@@ -352,6 +354,7 @@ static int on_message_complete(llhttp_t *parser)
     conn->req.body = conn->body.buf ? conn->body.buf : empty_string;
     conn->req.body_len = conn->body.len;
     conn->keep_alive = llhttp_should_keep_alive(parser) && !parser->upgrade;
+    conn->request_started = 0;
     return HPE_PAUSED;
 }
 
@@ -908,12 +911,24 @@ static void on_idle_timer(uv_timer_t *timer)
         uv_timer_start(timer, on_idle_timer, timeout, 0);
         return;
     }
-    if (idle < timeout) {
-        uv_timer_start(timer, on_idle_timer, timeout - idle, 0);
+    /*
+     * A client that sends a request a byte at a time keeps the connection
+     * active but must still finish the request within the request timeout.
+     */
+    uint64_t now = uv_now(timer->loop);
+    uint64_t wait = idle < timeout ? timeout - idle : 0;
+    if (conn->request_started) {
+        uint64_t age = now - conn->request_started;
+        uint64_t left = age < timeout ? timeout - age : 0;
+        if (left < wait)
+            wait = left;
+    }
+    if (wait > 0) {
+        uv_timer_start(timer, on_idle_timer, wait, 0);
         return;
     }
-    qm_log(QM_LOG_DEBUG, 0, "closing connection from %s: idle for %llu ms", conn->label,
-           (unsigned long long)idle);
+    qm_log(QM_LOG_DEBUG, 0, "closing connection from %s: idle for %llu ms or request too slow",
+           conn->label, (unsigned long long)idle);
     close_connection(conn);
 }
 

@@ -768,6 +768,52 @@ static void idle_connection_is_closed(void **state)
     sb_free(&c.response);
 }
 
+struct slow_client {
+    int port;
+    bool closed_early;      /* the server closed before the client gave up */
+    atomic_bool done;
+};
+
+/* Sends one header line every 50 ms for up to 3 s, as a slowloris client does. */
+static void slow_client_thread(void *arg)
+{
+    struct slow_client *c = arg;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port)};
+    char buf[256];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+        send(fd, "GET / HTTP/1.1\r\n", 16, MSG_NOSIGNAL);
+        for (int i = 0; i < 60; i++) {
+            usleep(50 * 1000);
+            if (send(fd, "X-Slow: 1\r\n", 11, MSG_NOSIGNAL) < 0 ||
+                recv(fd, buf, sizeof(buf), MSG_DONTWAIT) == 0) {
+                c->closed_early = true;
+                break;
+            }
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    atomic_store(&c->done, true);
+}
+
+static void slow_request_is_closed(void **state)
+{
+    struct slow_client c = {.port = http_port};
+    uv_thread_t thread;
+
+    http_server_set_idle_timeout(server, 300);
+    assert_int_equal(uv_thread_create(&thread, slow_client_thread, &c), 0);
+    /* The client may end without the loop seeing an event, so the loop polls. */
+    while (!atomic_load(&c.done))
+        run_for(20);
+    uv_thread_join(&thread);
+    http_server_set_idle_timeout(server, HTTP_IDLE_TIMEOUT_MS);
+    assert_true(c.closed_early);
+}
+
 static void server_close_with_pending_request(void **state)
 {
     struct http_server *srv = http_server_new(loop, handle, NULL);
@@ -969,6 +1015,7 @@ int main(void)
         cmocka_unit_test(half_closed_client_gets_response),
         cmocka_unit_test(reset_before_async_response),
         cmocka_unit_test(idle_connection_is_closed),
+        cmocka_unit_test(slow_request_is_closed),
         cmocka_unit_test(server_close_with_pending_request),
         cmocka_unit_test(dual_stack_shows_ipv4_peer),
         cmocka_unit_test(listen_rejects_bad_address),
