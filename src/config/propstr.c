@@ -279,6 +279,9 @@ char *qm_propstr_print_format(const struct qm_propstr_format *fmt, const struct 
                 }
             }
         }
+        /* A default value with '=' would read back as a key, so it keeps its key then. */
+        if (strchr(ps->items[i].value, '='))
+            sb_addf(&out, "%s=", def->name);
         rc = append_value(&out, def, def->name, ps->items[i].value, err);
     }
 default_done:;
