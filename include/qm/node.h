@@ -33,5 +33,7 @@ struct qm_vm *qm_node_find_vm(struct qm_node *node, int vmid);
 struct qm_vm *qm_node_get_vm(struct qm_node *node, int vmid);
 /* Drops the state machine of a VM whose configuration is gone. */
 void qm_node_forget_vm(struct qm_node *node, int vmid);
+/* Returns the ids of every VM with a configuration file, sorted (caller frees). */
+int *qm_node_list_vmids(struct qm_node *node, size_t *count);
 
 #endif

@@ -76,6 +76,8 @@ int qm_read_file(const char *path, char **data, size_t *len, struct qm_error *er
 int qm_write_file_atomic(const char *path, const char *data, size_t len, int mode,
                          struct qm_error *err);
 int qm_mkdir_p(const char *path, int mode, struct qm_error *err);
+/* Writes all len bytes, retrying short writes and EINTR; -1 with errno set. */
+int qm_write_all(int fd, const char *data, size_t len);
 
 /* String helpers. */
 bool qm_str_starts(const char *s, const char *prefix);

@@ -1,5 +1,4 @@
 /* API handlers under /nodes/{node}/qemu: list, create, config, status, power. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,52 +157,11 @@ static void add_vm_status(struct strbuf *sb, struct api_call *call, const struct
         sb_add(sb, ",\"template\":1");
 }
 
-static int compare_int(const void *a, const void *b)
-{
-    int x = *(const int *)a, y = *(const int *)b;
-
-    return (x > y) - (x < y);
-}
-
-/* Returns the ids of every VM with a configuration file, sorted. */
-static int *list_vmids(struct qm_node *node, size_t *count)
-{
-    DIR *dir = opendir(node->paths.conf_dir);
-    int *ids = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *entry;
-
-    *count = 0;
-    if (!dir)
-        return NULL;
-    while ((entry = readdir(dir))) {
-        long long vmid;
-        char *dot = strrchr(entry->d_name, '.');
-        if (!dot || strcmp(dot, ".conf") != 0)
-            continue;
-        char *digits = qm_strndup(entry->d_name, (size_t)(dot - entry->d_name));
-        bool ok = qm_parse_int(digits, &vmid) && vmid >= 100 && vmid <= 999999999;
-        free(digits);
-        if (!ok)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 32;
-            ids = qm_realloc(ids, cap * sizeof(*ids));
-        }
-        ids[n++] = (int)vmid;
-    }
-    closedir(dir);
-    if (n)
-        qsort(ids, n, sizeof(*ids), compare_int);
-    *count = n;
-    return ids;
-}
-
 void api_vm_list(struct api_call *call)
 {
     struct strbuf sb = {0};
     size_t n;
-    int *ids = list_vmids(call->node, &n);
+    int *ids = qm_node_list_vmids(call->node, &n);
 
     sb_addc(&sb, '[');
     for (size_t i = 0; i < n; i++) {

@@ -65,20 +65,6 @@ static void form_add(struct strbuf *form, const char *key, const char *value)
     url_encode(form, value);
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Sends one request to qmd and reads the whole response. */
 static int request(const char *method, const char *path, const char *form, struct response *res)
 {
@@ -108,7 +94,7 @@ static int request(const char *method, const char *path, const char *form, struc
     sb_addf(&sb, "Content-Length: %zu\r\n\r\n", body_len);
     if (body_len)
         sb_add(&sb, form);
-    if (write_all(fd, sb.buf, sb.len) < 0) {
+    if (qm_write_all(fd, sb.buf, sb.len) < 0) {
         fprintf(stderr, "qm: unable to send the request to qmd: %s\n", strerror(errno));
         close(fd);
         sb_free(&sb);

@@ -1,5 +1,4 @@
 /* qmd: the node daemon. One libuv loop serves the API and supervises every VM. */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -148,25 +147,14 @@ static int setup_tls(struct qm_node *node, struct qm_error *err)
 }
 
 /* Rebuilds the state machine of every VM, reconnecting to those still running. */
-static void recover_vms(struct qm_node *node)
+static void recover_vms(struct qm_node *n)
 {
-    DIR *dir = opendir(node->paths.conf_dir);
-    struct dirent *entry;
+    size_t count;
+    int *ids = qm_node_list_vmids(n, &count);
 
-    if (!dir)
-        return;
-    while ((entry = readdir(dir))) {
-        long long vmid;
-        char *dot = strrchr(entry->d_name, '.');
-        if (!dot || strcmp(dot, ".conf") != 0)
-            continue;
-        char *digits = qm_strndup(entry->d_name, (size_t)(dot - entry->d_name));
-        bool ok = qm_parse_int(digits, &vmid) && vmid >= 100 && vmid <= 999999999;
-        free(digits);
-        if (ok)
-            qm_vm_recover(qm_node_get_vm(node, (int)vmid));
-    }
-    closedir(dir);
+    for (size_t i = 0; i < count; i++)
+        qm_vm_recover(qm_node_get_vm(n, ids[i]));
+    free(ids);
 }
 
 static int write_port_file(const char *path, int port, struct qm_error *err)

@@ -40,7 +40,7 @@ int qm_read_file(const char *path, char **data, size_t *len, struct qm_error *er
     return 0;
 }
 
-static int write_all(int fd, const char *data, size_t len)
+int qm_write_all(int fd, const char *data, size_t len)
 {
     while (len > 0) {
         ssize_t n = write(fd, data, len);
@@ -65,7 +65,7 @@ int qm_write_file_atomic(const char *path, const char *data, size_t len, int mod
         free(tmp);
         return -1;
     }
-    if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+    if (qm_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
         qm_fail(err, 500, "unable to write '%s': %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);

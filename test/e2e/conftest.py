@@ -49,6 +49,7 @@ class Node:
         self.iso = iso
         self.proc = None
         self.port = None
+        self.command_prefix = []    # e.g. ["ip", "netns", "exec", NAME]
         iso_dir = root / "var/lib/vz/template/iso"
         iso_dir.mkdir(parents=True)
         os.link(iso, iso_dir / "qm-test-guest.iso") if _same_fs(iso, iso_dir) else \
@@ -66,7 +67,8 @@ class Node:
             port_file.unlink()
         self.log = open(self.root / "qmd.log", "ab")
         self.proc = subprocess.Popen(
-            [str(QMD), "--root", str(self.root), "--listen", "127.0.0.1", "--port", "0",
+            [*self.command_prefix,
+             str(QMD), "--root", str(self.root), "--listen", "127.0.0.1", "--port", "0",
              "--port-file", str(port_file), "--node", NODE,
              "--password-file", str(self.root / "password")],
             stdout=self.log, stderr=self.log, env=self.env)

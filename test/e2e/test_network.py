@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, NODE, QMD, Node
+from conftest import BUILD, Node
 
 HELPER = BUILD / "src" / "net" / "qm-bridge"
 CLONE_NEWNET = 0x40000000
@@ -97,28 +97,8 @@ class NetnsNode(Node):
     def __init__(self, root, iso, netns):
         super().__init__(root, iso)
         self.netns = netns
-
-    def start(self):
-        port_file = self.root / "port"
-        if port_file.exists():
-            port_file.unlink()
-        self.log = open(self.root / "qmd.log", "ab")
         # ip netns exec execs qmd, so the pid is qmd's.
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns.name,
-             str(QMD), "--root", str(self.root), "--listen", "127.0.0.1", "--port", "0",
-             "--port-file", str(port_file), "--node", NODE,
-             "--password-file", str(self.root / "password")],
-            stdout=self.log, stderr=self.log, env=self.env)
-        deadline = time.monotonic() + 10
-        while not port_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError("qmd exited at start: " + self.log_text())
-            if time.monotonic() > deadline:
-                raise RuntimeError("qmd did not start listening within 10 s")
-            time.sleep(0.02)
-        self.port = int(port_file.read_text())
-        self.api = self.connect()
+        self.command_prefix = ["ip", "netns", "exec", netns.name]
 
     def wait_link_gone(self, name, timeout=10):
         deadline = time.monotonic() + timeout
