@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "qm/agent.h"
 #include "qm/config.h"
 #include "qm/json.h"
 #include "qm/qemu.h"
@@ -29,6 +30,8 @@
 #define QUIT_GRACE_S 10
 #define TERM_GRACE_S 5
 #define DEFAULT_SHUTDOWN_TIMEOUT_S 180
+/* How long the guest agent may take to answer before shutdown uses ACPI instead. */
+#define AGENT_PING_TIMEOUT_MS 3000
 
 enum op_phase {
     PHASE_QUEUED,
@@ -60,6 +63,7 @@ struct qm_vm_op {
 };
 
 static void run_next_op(struct qm_vm *vm);
+static void send_powerdown(struct qm_vm_op *op);
 static void begin_stop(struct qm_vm_op *op, const char *why);
 static void qmp_ready_cb(struct qmp *qmp, const struct qm_error *err, void *opaque);
 static void qmp_event_cb(struct qmp *qmp, const struct qmp_event *event, void *opaque);
@@ -1010,6 +1014,65 @@ static void powerdown_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, v
     }
 }
 
+/* Whether the VM's configuration enables the guest agent. */
+static bool agent_enabled(const struct qm_vm *vm)
+{
+    struct qm_conf *conf = NULL;
+    struct qm_propstr ps = {0};
+    bool enabled = false;
+
+    if (qm_conf_load(&vm->node->paths, vm->vmid, &conf, NULL) < 0)
+        return false;
+    const char *agent = qm_conf_get(&conf->main, "agent");
+    if (agent && qm_propstr_parse("agent", agent, &ps, NULL) == 0) {
+        const char *value = qm_propstr_get(&ps, "enabled");
+        enabled = value && strcmp(value, "1") == 0;
+        qm_propstr_free(&ps);
+    }
+    qm_conf_free(conf);
+    return enabled;
+}
+
+static void agent_shutdown_cb(const struct qmp_reply *reply, void *opaque)
+{
+    /* guest-shutdown sends no reply when it works: the process exit ends the shutdown. */
+}
+
+/*
+ * As in Proxmox VE, a VM with the guest agent is shut down through the
+ * agent. An agent that does not answer a ping gets the ACPI power button.
+ */
+struct agent_ping {
+    struct qm_vm *vm;
+    unsigned long serial;   /* of the shutdown that sent the ping */
+};
+
+static void agent_ping_cb(const struct qmp_reply *reply, void *opaque)
+{
+    struct agent_ping *ping = opaque;
+    struct qm_vm *vm = ping->vm;
+    struct qm_vm_op *op = vm->ops;
+    struct qm_error err;
+
+    if (!op || op->serial != ping->serial || op->phase != PHASE_POWERDOWN) {
+        free(ping);
+        return;
+    }
+    free(ping);
+    if (reply->result == QMP_OK) {
+        char *path = run_path(vm, "qga");
+        qm_task_log(op->task, "shutting down through the guest agent");
+        if (agent_command(vm->node->loop, path, "guest-shutdown", NULL, AGENT_PING_TIMEOUT_MS,
+                          agent_shutdown_cb, NULL, NULL, &err) < 0)
+            send_powerdown(op);
+        free(path);
+        return;
+    }
+    qm_task_log(op->task, "guest agent not answering (%s): using the ACPI power button",
+                reply->error_desc);
+    send_powerdown(op);
+}
+
 static void run_shutdown(struct qm_vm_op *op)
 {
     struct qm_vm *vm = op->vm;
@@ -1028,10 +1091,32 @@ static void run_shutdown(struct qm_vm_op *op)
     }
     int timeout = op->params.timeout >= 0 ? op->params.timeout : DEFAULT_SHUTDOWN_TIMEOUT_S;
     op->phase = PHASE_POWERDOWN;
-    if (vm->guest_shutdown) {
-        /* The guest is already off and QEMU is quitting. */
-    } else if (!vm->qmp || qmp_command(vm->qmp, "system_powerdown", NULL, powerdown_reply_cb,
-                                       vm, &err) < 0) {
+    uv_timer_start(&vm->timer, stop_timer_cb, (uint64_t)timeout * 1000, 0);
+    if (vm->guest_shutdown)
+        return;     /* The guest is already off and QEMU is quitting. */
+    if (agent_enabled(vm)) {
+        char *path = run_path(vm, "qga");
+        struct agent_ping *ping = qm_malloc(sizeof(*ping));
+        ping->vm = vm;
+        ping->serial = op->serial;
+        int r = agent_command(vm->node->loop, path, "guest-ping", NULL, AGENT_PING_TIMEOUT_MS,
+                              agent_ping_cb, ping, NULL, &err);
+        free(path);
+        if (r == 0)
+            return;
+        free(ping);
+    }
+    send_powerdown(op);
+}
+
+/* Sends the ACPI power button; without QMP, a forced shutdown stops QEMU instead. */
+static void send_powerdown(struct qm_vm_op *op)
+{
+    struct qm_vm *vm = op->vm;
+    struct qm_error err;
+
+    if (!vm->qmp || qmp_command(vm->qmp, "system_powerdown", NULL, powerdown_reply_cb,
+                                vm, &err) < 0) {
         if (!op->params.force_stop) {
             finish_op(vm, "unable to send system_powerdown: no QMP connection");
             return;
@@ -1039,7 +1124,6 @@ static void run_shutdown(struct qm_vm_op *op)
         begin_stop(op, NULL);
         return;
     }
-    uv_timer_start(&vm->timer, stop_timer_cb, (uint64_t)timeout * 1000, 0);
 }
 
 static void run_stop(struct qm_vm_op *op)

@@ -177,6 +177,25 @@ class Node:
             time.sleep(0.5)
         raise AssertionError(f"guest agent of VM {vmid} did not answer in {timeout} s")
 
+    def wait_serial(self, vmid, text, timeout=GUEST_BOOT_TIMEOUT):
+        """Reads the VM's serial console (a socket) until text appears."""
+        path = str(self.root / f"run/qemu-server/{vmid}.serial0")
+        deadline = time.monotonic() + timeout
+        seen = b""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+            s.settimeout(1)
+            while text not in seen:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"VM {vmid} did not print {text!r} in {timeout} s")
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    raise AssertionError(f"serial console of VM {vmid} closed")
+                seen = seen[-4096:] + chunk
+
     def kill_vms(self):
         for pidfile in (self.root / "run/qemu-server").glob("*.pid"):
             try:

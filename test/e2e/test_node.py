@@ -26,10 +26,23 @@ def test_guest_boots_and_acpi_shutdown_stops_it(node):
     assert listed[100]["status"] == "running"
     assert listed[100]["name"] == "guest100"
 
-    # The guest's acpid powers it off on the ACPI power button.
-    node.run_task(node.vms(100).status.shutdown.post(timeout=60))
+    # With the agent enabled, shutdown goes through the agent, as in Proxmox VE.
+    upid = node.vms(100).status.shutdown.post(timeout=60)
+    node.run_task(upid)
+    assert "shutting down through the guest agent" in node.task_log(upid)
     assert node.status(100)["status"] == "stopped"
     assert node.pid(100) is None
+
+
+def test_acpi_shutdown_without_agent(node):
+    node.create_guest_vm(130, agent=0)
+    node.run_task(node.vms(130).status.start.post())
+    # The guest's acpid powers it off on the ACPI power button once it runs.
+    node.wait_serial(130, b"qm-test-guest: ready")
+    upid = node.vms(130).status.shutdown.post(timeout=60)
+    node.run_task(upid)
+    assert "guest agent" not in node.task_log(upid)
+    assert node.status(130)["status"] == "stopped"
 
 
 def test_start_again_and_hard_stop(node):
