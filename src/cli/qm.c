@@ -396,15 +396,37 @@ static int call_and_follow(const char *method, const char *path, const char *for
     return r;
 }
 
+static int cmd_vm_call(int argc, char **argv, const char *method, const char *suffix,
+                       const char *const *positional);
+
 /* Commands of the form "qm CMD VMID [--options]" that post to a VM path. */
 static int cmd_vm_post(int argc, char **argv, const char *method, const char *suffix)
 {
+    return cmd_vm_call(argc, argv, method, suffix, NULL);
+}
+
+/*
+ * Like cmd_vm_post, with arguments after VMID that name parameters by
+ * position ("qm disk resize VMID DISK SIZE"); positional lists the names.
+ */
+static int cmd_vm_call(int argc, char **argv, const char *method, const char *suffix,
+                       const char *const *positional)
+{
     struct strbuf form = {0};
     int vmid;
+    int first_option = 1;
 
     if (argc < 1 || parse_vmid(argv[0], &vmid) < 0)
         return EXIT_FAILED;
-    if (collect_options(argc - 1, argv + 1, &form) < 0) {
+    for (size_t i = 0; positional && positional[i]; i++) {
+        if (first_option >= argc || qm_str_starts(argv[first_option], "--")) {
+            fprintf(stderr, "qm: missing argument '%s'\n", positional[i]);
+            sb_free(&form);
+            return EXIT_FAILED;
+        }
+        form_add(&form, positional[i], argv[first_option++]);
+    }
+    if (collect_options(argc - first_option, argv + first_option, &form) < 0) {
         sb_free(&form);
         return EXIT_FAILED;
     }
@@ -845,6 +867,64 @@ static int cmd_guest(int argc, char **argv)
     return 0;
 }
 
+/* Rescans every VM of the node. */
+static int rescan_all(void)
+{
+    struct response res;
+    char *node = daemon_node();
+    int r = 0;
+
+    if (!node)
+        return EXIT_FAILED;
+    char *path = qm_sprintf("/nodes/%s/qemu", node);
+    if (request("GET", path, NULL, &res) < 0) {
+        free(path);
+        free(node);
+        return EXIT_FAILED;
+    }
+    free(path);
+    yajl_val list = response_data(&res);
+    for (size_t i = 0; list && YAJL_IS_ARRAY(list) && i < list->u.array.len; i++) {
+        long long vmid = 0;
+        if (!qm_json_get_int(list->u.array.values[i], "vmid", &vmid))
+            continue;
+        char *vm_path = qm_sprintf("/nodes/%s/qemu/%lld/rescan", node, vmid);
+        if (call_and_follow("POST", vm_path, NULL) != 0)
+            r = EXIT_FAILED;
+        free(vm_path);
+    }
+    response_free(&res);
+    free(node);
+    return r;
+}
+
+/* qm disk resize|move|unlink|rescan, and their older names resize, move-disk, unlink, rescan. */
+static int cmd_disk(const char *sub, int argc, char **argv)
+{
+    static const char *const resize_args[] = {"disk", "size", NULL};
+    static const char *const move_args[] = {"disk", "storage", NULL};
+
+    if (strcmp(sub, "resize") == 0)
+        return cmd_vm_call(argc, argv, "PUT", "/resize", resize_args);
+    if (strcmp(sub, "move") == 0 || strcmp(sub, "move-disk") == 0 ||
+        strcmp(sub, "move_disk") == 0)
+        return cmd_vm_call(argc, argv, "POST", "/move_disk", move_args);
+    if (strcmp(sub, "unlink") == 0)
+        return cmd_vm_call(argc, argv, "PUT", "/unlink", NULL);
+    if (strcmp(sub, "rescan") == 0) {
+        /* "qm disk rescan [--vmid N]" rescans one VM or every VM of the node. */
+        if (argc >= 2 && strcmp(argv[0], "--vmid") == 0)
+            return cmd_vm_call(argc - 1, argv + 1, "POST", "/rescan", NULL);
+        if (argc > 0) {
+            fprintf(stderr, "qm: unexpected argument '%s'\n", argv[0]);
+            return EXIT_FAILED;
+        }
+        return rescan_all();
+    }
+    fprintf(stderr, "qm: unknown disk command '%s'\n", sub);
+    return EXIT_FAILED;
+}
+
 static void usage(FILE *out)
 {
     fputs("Usage: qm COMMAND [ARGS] [OPTIONS]\n\n"
@@ -862,7 +942,11 @@ static void usage(FILE *out)
           "  qm unlock VMID\n"
           "  qm guest cmd VMID COMMAND        run a guest-agent command (ping, get-osinfo, ...)\n"
           "  qm guest exec VMID [--] ARGS...  run a program in the guest\n"
-          "  qm guest exec-status VMID PID\n\n"
+          "  qm guest exec-status VMID PID\n"
+          "  qm disk resize VMID DISK SIZE    grow a disk to SIZE, or by +SIZE (e.g. +1G)\n"
+          "  qm disk move VMID DISK STORAGE [--delete 1] [--format raw|qcow2|vmdk]\n"
+          "  qm disk unlink VMID --idlist KEYS [--force 1]\n"
+          "  qm disk rescan [--vmid VMID]     add volumes no key names as unusedN\n\n"
           "--output-format json|json-pretty applies to list and status.\n"
           "The node lives under $QM_ROOT when set, else in the Proxmox VE paths.\n",
           out);
@@ -901,6 +985,12 @@ int main(int argc, char **argv)
         r = cmd_vm_post(n, args, "DELETE", "");
     } else if (strcmp(cmd, "unlock") == 0) {
         r = cmd_vm_post(n, args, "POST", "/unlock");
+    } else if (strcmp(cmd, "disk") == 0 && n >= 1) {
+        r = cmd_disk(args[0], n - 1, args + 1);
+    } else if (strcmp(cmd, "resize") == 0 || strcmp(cmd, "move-disk") == 0 ||
+               strcmp(cmd, "move_disk") == 0 || strcmp(cmd, "unlink") == 0 ||
+               strcmp(cmd, "rescan") == 0) {
+        r = cmd_disk(cmd, n, args);
     } else if (strcmp(cmd, "guest") == 0) {
         r = cmd_guest(n, args);
     } else if (strcmp(cmd, "monitor") == 0) {

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import signal
 import socket
 import time
@@ -216,3 +217,31 @@ def test_hookscript_phases(node):
     assert "hookscript error for 209 on pre-start" in result.stderr
     assert "hook says pre-start" in result.stdout
     assert node.qm("status", 209).stdout == "status: stopped\n"
+
+
+def test_qm_disk_commands(node):
+    node.create_guest_vm(210, scsi0="local:0.01")
+    node.qm("disk", "resize", 210, "scsi0", "+10M")
+    config = node.qm("config", 210).stdout
+    # 0.01 GiB is 10486 KiB (rounded up), plus 10 MiB.
+    assert "scsi0: local:210/vm-210-disk-0.qcow2,size=20726K" in config
+
+    node.qm("disk", "move", 210, "scsi0", "local", "--format", "raw")
+    config = node.qm("config", 210).stdout
+    assert "scsi0: local:210/vm-210-disk-1.raw" in config
+    assert "unused0: local:210/vm-210-disk-0.qcow2" in config
+
+    node.qm("disk", "unlink", 210, "--idlist", "unused0", "--force", 1)
+    assert "unused0" not in node.qm("config", 210).stdout
+    assert not (node.root / "var/lib/vz/images/210/vm-210-disk-0.qcow2").exists()
+
+    # A volume that no key names comes back as unusedN.
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2",
+                    str(node.root / "var/lib/vz/images/210/vm-210-disk-5.qcow2"), "1M"],
+                   check=True)
+    node.qm("disk", "rescan", "--vmid", 210)
+    assert "unused0: local:210/vm-210-disk-5.qcow2" in node.qm("config", 210).stdout
+
+    result = node.qm("disk", "resize", 210, "scsi0", check=False)
+    assert result.returncode != 0
+    assert "missing argument 'size'" in result.stderr
