@@ -106,6 +106,9 @@ char *qm_conf_path(const struct qm_paths *paths, int vmid);
  */
 int qm_conf_check_property(const char *key, const char *value, struct qm_error *err);
 
+/* Parses a size with an optional K, M, G or T suffix (binary units) into bytes. */
+bool qm_conf_parse_size(const char *value, unsigned long long *bytes);
+
 /* Whether key names a drive: ideN, sataN, scsiN, virtioN, efidisk0, tpmstate0. */
 bool qm_conf_is_drive_key(const char *key);
 

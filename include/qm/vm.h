@@ -62,6 +62,9 @@ struct qm_vm {
     uv_timer_t timer;       /* deadlines of the running operation */
     struct qm_vm_listener *listeners;   /* see qm_vm_watch_events() */
     char *hookscript;       /* the hook script of the running QEMU, or NULL */
+    unsigned long long cpu_ticks;   /* QEMU's user and system time at cpu_sampled */
+    uint64_t cpu_sampled;           /* uv_now() of that sample, 0 before the first */
+    double cpu_usage;               /* the share of the VM's CPUs used since the sample before */
     struct qm_vm *next;
 };
 
@@ -136,5 +139,10 @@ const char *qm_vm_status(const struct qm_vm *vm);   /* "running" or "stopped" */
 bool qm_vm_is_running(const struct qm_vm *vm);
 /* Resident memory of the QEMU process in bytes, or 0. */
 unsigned long long qm_vm_rss(const struct qm_vm *vm);
+/*
+ * The share of its cpus CPUs (0 to 1) that QEMU used between the last two
+ * samples; a new sample is taken when the last is at least a second old.
+ */
+double qm_vm_cpu_usage(struct qm_vm *vm, long long cpus);
 
 #endif

@@ -109,6 +109,49 @@ static long long conf_cpus(const struct qm_conf *conf)
     return conf_int(conf, "sockets", 1) * conf_int(conf, "cores", 1);
 }
 
+/* The size= of a drive value in bytes, or 0 for a CD-ROM or a drive without one. */
+static unsigned long long drive_size(const char *key, const char *value)
+{
+    struct qm_propstr ps = {0};
+    unsigned long long bytes = 0;
+
+    if (!value || qm_propstr_parse(key, value, &ps, NULL) < 0)
+        return 0;
+    const char *media = qm_propstr_get(&ps, "media");
+    const char *size = qm_propstr_get(&ps, "size");
+    if (size && !(media && strcmp(media, "cdrom") == 0) && !qm_conf_parse_size(size, &bytes))
+        bytes = 0;
+    qm_propstr_free(&ps);
+    return bytes;
+}
+
+/*
+ * The size of the boot disk, as Proxmox VE reports it as maxdisk: the first
+ * disk of "boot: order=..." (or the legacy bootdisk) that has a size.
+ */
+static unsigned long long boot_disk_size(const struct qm_conf *conf)
+{
+    const char *boot = qm_conf_get(&conf->main, "boot");
+    const char *legacy = qm_conf_get(&conf->main, "bootdisk");
+    const char *order = boot ? strstr(boot, "order=") : NULL;
+    unsigned long long bytes = 0;
+
+    if (order) {
+        char *list = qm_strdup(order + strlen("order="));
+        char *save = NULL;
+        list[strcspn(list, ",")] = '\0';
+        for (char *dev = strtok_r(list, ";", &save); dev && !bytes;
+             dev = strtok_r(NULL, ";", &save)) {
+            if (qm_conf_is_drive_key(dev))
+                bytes = drive_size(dev, qm_conf_get(&conf->main, dev));
+        }
+        free(list);
+    } else if (legacy && qm_conf_is_drive_key(legacy)) {
+        bytes = drive_size(legacy, qm_conf_get(&conf->main, legacy));
+    }
+    return bytes;
+}
+
 /* Appends the runtime figures shared by the list and status calls. */
 static void add_vm_status(struct strbuf *sb, struct api_call *call, const struct qm_conf *conf,
                           int vmid)
@@ -131,11 +174,12 @@ static void add_vm_status(struct strbuf *sb, struct api_call *call, const struct
     }
     sb_addf(sb, ",\"cpus\":%lld,\"maxmem\":%lld", conf_cpus(conf),
             conf_memory_mib(conf) * 1024 * 1024);
-    sb_addf(sb, ",\"maxdisk\":0,\"disk\":0,\"netin\":0,\"netout\":0,\"diskread\":0,\"diskwrite\":0");
+    sb_addf(sb, ",\"maxdisk\":%llu,\"disk\":0,\"netin\":0,\"netout\":0,\"diskread\":0,"
+                "\"diskwrite\":0", boot_disk_size(conf));
     if (running) {
-        sb_addf(sb, ",\"pid\":%d,\"uptime\":%lld,\"mem\":%llu,\"cpu\":0", (int)vm->pid,
+        sb_addf(sb, ",\"pid\":%d,\"uptime\":%lld,\"mem\":%llu,\"cpu\":%.4f", (int)vm->pid,
                 vm->start_time ? (long long)(time(NULL) - vm->start_time) : 0LL,
-                qm_vm_rss(vm));
+                qm_vm_rss(vm), qm_vm_cpu_usage(vm, conf_cpus(conf)));
         sb_add(sb, ",\"qmpstatus\":");
         qm_json_add_string(sb, vm->qmpstatus);
         if (vm->running_qemu) {

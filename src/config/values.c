@@ -511,3 +511,8 @@ bool qm_conf_is_drive_key(const char *key)
 {
     return qm_is_drive_key(key);
 }
+
+bool qm_conf_parse_size(const char *value, unsigned long long *bytes)
+{
+    return qm_parse_size(value, bytes);
+}

@@ -145,6 +145,39 @@ unsigned long long qm_vm_rss(const struct qm_vm *vm)
     return resident * (unsigned long long)sysconf(_SC_PAGESIZE);
 }
 
+double qm_vm_cpu_usage(struct qm_vm *vm, long long cpus)
+{
+    char path[64];
+    char *data = NULL;
+    unsigned long long utime = 0, stime = 0;
+    uint64_t now = uv_now(vm->node->loop);
+
+    if (vm->pid <= 0 || cpus <= 0)
+        return 0;
+    if (vm->cpu_sampled && now - vm->cpu_sampled < 1000)
+        return vm->cpu_usage;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)vm->pid);
+    if (qm_read_file(path, &data, NULL, NULL) < 0)
+        return vm->cpu_usage;
+    /* Fields 14 and 15, after the command name in parentheses, which may hold spaces. */
+    const char *p = strrchr(data, ')');
+    for (int field = 2; p && field < 14; field++)
+        p = strchr(p + 1, ' ');
+    if (p)
+        sscanf(p + 1, "%llu %llu", &utime, &stime);
+    free(data);
+
+    unsigned long long ticks = utime + stime;
+    if (vm->cpu_sampled && ticks >= vm->cpu_ticks) {
+        double seconds = (double)(now - vm->cpu_sampled) / 1000.0;
+        double used = (double)(ticks - vm->cpu_ticks) / (double)sysconf(_SC_CLK_TCK);
+        vm->cpu_usage = used / seconds / (double)cpus;
+    }
+    vm->cpu_ticks = ticks;
+    vm->cpu_sampled = now;
+    return vm->cpu_usage;
+}
+
 /*
  * Whether the program of pid is QEMU: named qemu-system-* or kvm, or the
  * absolute path that a qemu_binary_* property of the VM names.
@@ -316,6 +349,8 @@ static void on_process_exit(struct qm_vm *vm)
         vm->hookscript = NULL;
     }
     vm->pid = 0;
+    vm->cpu_sampled = 0;
+    vm->cpu_usage = 0;
     vm->start_time = 0;
     vm->guest_shutdown = false;
     free(vm->running_qemu);

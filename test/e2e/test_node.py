@@ -336,3 +336,17 @@ def test_unsafe_values_are_rejected(node):
     response = node.raw("GET", f"/nodes/{NODE}/qemu/129/showcmd")
     assert response.status_code == 400
     assert "vcpus allowed" in response.json()["message"]
+
+
+def test_status_reports_cpu_and_boot_disk(node):
+    node.create_guest_vm(131, scsi0="local:0.01", boot="order=ide2;scsi0")
+    listed = {vm["vmid"]: vm for vm in node.vms.get()}
+    # The boot order's first disk with a size: the CD-ROM has none.
+    assert listed[131]["maxdisk"] == 10486 * 1024
+    node.run_task(node.vms(131).status.start.post())
+    node.status(131)
+    time.sleep(1.5)
+    # The guest boots under TCG, which keeps QEMU busy.
+    cpu = node.status(131)["cpu"]
+    assert 0 < cpu <= 1.5
+    node.run_task(node.vms(131).status.stop.post())
