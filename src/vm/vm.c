@@ -30,7 +30,7 @@
 #define QUIT_GRACE_S 10
 #define TERM_GRACE_S 5
 #define DEFAULT_SHUTDOWN_TIMEOUT_S 180
-/* How long the guest agent may take to answer before shutdown uses ACPI instead. */
+/* How long the guest agent may take to reply to a ping before shutdown uses ACPI instead. */
 #define AGENT_PING_TIMEOUT_MS 3000
 
 enum op_phase {
@@ -56,8 +56,8 @@ struct qm_vm_op {
     bool pre_stop_done;         /* the pre-stop hook has run */
     char *failure;              /* the error to end with once QEMU is gone, or NULL */
     struct qm_conf *conf;       /* start: the configuration being started */
-    unsigned timeout_ms;        /* start: how long QMP may take to answer */
-    unsigned long serial;       /* tells a hook script's callback whether its operation still runs */
+    unsigned timeout_ms;        /* start: the deadline of the QMP handshake */
+    unsigned long serial;       /* identifies the operation, so that a late hook callback can check it still runs */
     uv_process_t process;       /* start: the QEMU parent process */
     struct qm_vm_op *next;
 };
@@ -406,7 +406,7 @@ static void pidfd_cb(uv_poll_t *handle, int status, int events)
     /*
      * qmd is the child subreaper of the QEMUs it started, so it reaps them
      * here. A QEMU found after a restart is not its child: waitid fails
-     * with ECHILD and whoever adopted it reaps it.
+     * with ECHILD, and the process that adopted it reaps it.
      */
     memset(&info, 0, sizeof(info));
     (void)waitid(P_PIDFD, (id_t)vm->pidfd, &info, WEXITED | WNOHANG);
@@ -544,7 +544,7 @@ static void qmp_event_cb(struct qmp *qmp, const struct qmp_event *event, void *o
     } else if (strcmp(name, "SHUTDOWN") == 0) {
         /*
          * QEMU runs with -no-shutdown, so it stays alive after the guest
-         * powers off. It is told to quit here, which also covers a guest
+         * powers off. qmd sends "quit" here, which also covers a guest
          * that powered itself off with no operation asking for it.
          */
         bool guest = false;
@@ -621,7 +621,7 @@ static void qmp_ready_cb(struct qmp *qmp, const struct qm_error *err, void *opaq
         close_qmp(vm);
         if (starting) {
             char *msg = qm_sprintf("start failed: QMP did not answer: %s", err->msg);
-            /* A QEMU that never answers is stopped, so that no half-started VM remains. */
+            /* A QEMU whose QMP socket never replies is stopped, so that no half-started VM remains. */
             begin_stop(op, msg);
             free(msg);
         } else if (vm->state == QM_VM_RUNNING) {
