@@ -240,6 +240,30 @@ static char *daemon_node(void)
 }
 
 /*
+ * GETs /nodes/NODE/qemu/VMID/SUFFIX into res. On failure it prints the
+ * error and returns -1 with res freed.
+ */
+static int get_vm(int vmid, const char *suffix, struct response *res)
+{
+    char *node = daemon_node();
+
+    if (!node)
+        return -1;
+    char *path = qm_sprintf("/nodes/%s/qemu/%d%s", node, vmid, suffix);
+    free(node);
+    int r = request("GET", path, NULL, res);
+    free(path);
+    if (r < 0)
+        return -1;
+    if (res->status != 200) {
+        report_error(res);
+        response_free(res);
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * Collects "--key value" options into a form body. A flag followed by
  * another option or by nothing gets the value 1.
  */
@@ -488,20 +512,8 @@ static int cmd_status(int argc, char **argv)
             return EXIT_FAILED;
         }
     }
-    char *node = daemon_node();
-    if (!node)
+    if (get_vm(vmid, "/status/current", &res) < 0)
         return EXIT_FAILED;
-    char *path = qm_sprintf("/nodes/%s/qemu/%d/status/current", node, vmid);
-    free(node);
-    int r = request("GET", path, NULL, &res);
-    free(path);
-    if (r < 0)
-        return EXIT_FAILED;
-    if (res.status != 200) {
-        r = report_error(&res);
-        response_free(&res);
-        return r;
-    }
     yajl_val data = response_data(&res);
     if (strcmp(output_format, "text") != 0)
         print_json(data);
@@ -621,20 +633,8 @@ static int cmd_pending(int argc, char **argv)
 
     if (argc < 1 || parse_vmid(argv[0], &vmid) < 0)
         return EXIT_FAILED;
-    char *node = daemon_node();
-    if (!node)
+    if (get_vm(vmid, "/pending", &res) < 0)
         return EXIT_FAILED;
-    char *path = qm_sprintf("/nodes/%s/qemu/%d/pending", node, vmid);
-    free(node);
-    int r = request("GET", path, NULL, &res);
-    free(path);
-    if (r < 0)
-        return EXIT_FAILED;
-    if (res.status != 200) {
-        r = report_error(&res);
-        response_free(&res);
-        return r;
-    }
     yajl_val list = response_data(&res);
     size_t n = list && YAJL_IS_ARRAY(list) ? list->u.array.len : 0;
     yajl_val *items = qm_calloc(n, sizeof(*items));
