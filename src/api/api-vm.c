@@ -224,6 +224,83 @@ void api_vm_list(struct api_call *call)
     sb_free(&sb);
 }
 
+void api_cluster_resources(struct api_call *call)
+{
+    const char *type = api_param(call, "type");
+    struct strbuf sb = {0};
+    size_t n;
+
+    if (type && strcmp(type, "vm") != 0 && strcmp(type, "node") != 0 &&
+        strcmp(type, "storage") != 0 && strcmp(type, "sdn") != 0) {
+        api_param_error(call, "type", "value '%s' does not have a value in the enumeration "
+                                      "'vm, storage, node, sdn'", type);
+        api_param_errors_reply(call);
+        return;
+    }
+    sb_addc(&sb, '[');
+    if (!type || strcmp(type, "vm") == 0) {
+        int *ids = qm_node_list_vmids(call->node, &n);
+        for (size_t i = 0; i < n; i++) {
+            const struct qm_conf *conf = api_conf_cached(call->node, ids[i], NULL);
+            if (!conf)
+                continue;
+            if (sb.len > 1)
+                sb_addc(&sb, ',');
+            sb_addf(&sb, "{\"id\":\"qemu/%d\",\"type\":\"qemu\",\"node\":", ids[i]);
+            qm_json_add_string(&sb, call->node->name);
+            sb_addf(&sb, ",\"maxcpu\":%lld,", conf_cpus(conf));
+            add_vm_status(&sb, call, conf, ids[i]);
+            sb_addc(&sb, '}');
+        }
+        free(ids);
+    }
+    if (!type || strcmp(type, "node") == 0) {
+        if (sb.len > 1)
+            sb_addc(&sb, ',');
+        sb_add(&sb, "{\"id\":");
+        char *id = qm_sprintf("node/%s", call->node->name);
+        qm_json_add_string(&sb, id);
+        free(id);
+        sb_add(&sb, ",\"type\":\"node\",\"status\":\"online\",\"node\":");
+        qm_json_add_string(&sb, call->node->name);
+        sb_addf(&sb, ",\"maxcpu\":%ld}", sysconf(_SC_NPROCESSORS_ONLN));
+    }
+    sb_addc(&sb, ']');
+    api_reply(call, sb.buf);
+    sb_free(&sb);
+}
+
+/* The lowest free VM id from 100 on, or whether the vmid parameter is free. */
+void api_cluster_nextid(struct api_call *call)
+{
+    long long wanted = api_param_int(call, "vmid", 100, 999999999, 0);
+    char text[32];
+    size_t n;
+
+    if (api_has_param_errors(call)) {
+        api_param_errors_reply(call);
+        return;
+    }
+    if (wanted) {
+        if (vm_exists(call, (int)wanted)) {
+            api_fail(call, 400, "VM %lld already exists", wanted);
+            return;
+        }
+        snprintf(text, sizeof(text), "\"%lld\"", wanted);
+        api_reply(call, text);
+        return;
+    }
+    int *ids = qm_node_list_vmids(call->node, &n);
+    int next = 100;
+    for (size_t i = 0; i < n && ids[i] <= next; i++) {
+        if (ids[i] == next)
+            next++;
+    }
+    free(ids);
+    snprintf(text, sizeof(text), "\"%d\"", next);
+    api_reply(call, text);
+}
+
 void api_vm_index(struct api_call *call)
 {
     if (!vm_exists(call, call->vmid)) {

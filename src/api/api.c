@@ -40,6 +40,8 @@ static const struct route routes[] = {
     {"POST", "/access/ticket", handle_login, AUTH_NONE},
     {"GET", "/version", handle_version, AUTH_REQUIRED},
     {"GET", "/nodes", handle_nodes, AUTH_REQUIRED},
+    {"GET", "/cluster/resources", api_cluster_resources, AUTH_REQUIRED},
+    {"GET", "/cluster/nextid", api_cluster_nextid, AUTH_REQUIRED},
     {"GET", "/nodes/{node}/qemu", api_vm_list, AUTH_REQUIRED},
     {"POST", "/nodes/{node}/qemu", api_vm_create, AUTH_REQUIRED},
     {"GET", "/nodes/{node}/qemu/{vmid}", api_vm_index, AUTH_REQUIRED},

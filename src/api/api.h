@@ -52,6 +52,9 @@ long long api_param_int(struct api_call *call, const char *name, long long min, 
 const struct qm_conf *api_conf_cached(struct qm_node *node, int vmid, struct qm_error *err);
 
 /* Handlers: each ends the call with exactly one reply. */
+/* A standalone node's view of /cluster: its own VMs and free ids (api-vm.c). */
+void api_cluster_resources(struct api_call *call);
+void api_cluster_nextid(struct api_call *call);
 void api_vm_list(struct api_call *call);
 void api_vm_create(struct api_call *call);
 void api_vm_index(struct api_call *call);

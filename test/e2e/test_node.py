@@ -350,3 +350,24 @@ def test_status_reports_cpu_and_boot_disk(node):
     cpu = node.status(131)["cpu"]
     assert 0 < cpu <= 1.5
     node.run_task(node.vms(131).status.stop.post())
+
+
+def test_cluster_resources_and_nextid(node):
+    """Ansible's proxmox_kvm module finds VMs through /cluster/resources."""
+    assert node.api.cluster.nextid.get() == "100"
+    node.create_guest_vm(100)
+    node.create_guest_vm(102)
+    assert node.api.cluster.nextid.get() == "101"
+    with pytest.raises(ResourceException):
+        node.api.cluster.nextid.get(vmid=102)
+    assert node.api.cluster.nextid.get(vmid=150) == "150"
+
+    vms = node.api.cluster.resources.get(type="vm")
+    by_id = {vm["id"]: vm for vm in vms}
+    assert set(by_id) == {"qemu/100", "qemu/102"}
+    assert by_id["qemu/100"]["node"] == NODE
+    assert by_id["qemu/100"]["type"] == "qemu"
+    assert by_id["qemu/100"]["name"] == "guest100"
+    assert by_id["qemu/100"]["status"] == "stopped"
+    everything = node.api.cluster.resources.get()
+    assert {"node/" + NODE, "qemu/100", "qemu/102"} <= {r["id"] for r in everything}
