@@ -530,10 +530,16 @@ static void handle_noop(struct api_call *call)
     api_reply(call, NULL);
 }
 
+/*
+ * Clients such as Ansible's proxmox modules choose features by the version,
+ * so it names the Proxmox VE release whose API this implements; the
+ * project's own version is in qm-version.
+ */
 static void handle_version(struct api_call *call)
 {
-    api_reply(call, "{\"version\":\"" QM_VERSION "\",\"release\":\"" QM_VERSION
-                    "\",\"repoid\":\"qemu-server-c\"}");
+    api_reply(call, "{\"version\":\"" QM_PVE_API_VERSION "\",\"release\":\""
+                    QM_PVE_API_RELEASE "\",\"repoid\":\"qemu-server-c\",\"qm-version\":\""
+                    QM_VERSION "\"}");
 }
 
 static void handle_nodes(struct api_call *call)
