@@ -60,6 +60,8 @@ struct qm_vm {
     bool guest_shutdown;    /* QEMU reported SHUTDOWN: send quit once it is idle */
     struct qm_vm_op *ops;   /* the running operation first, then the queued ones */
     uv_timer_t timer;       /* deadlines of the running operation */
+    uv_timer_t *heartbeat;  /* periodic query-status, and QMP reconnects */
+    bool qmp_missing_logged;
     struct qm_vm_listener *listeners;   /* see qm_vm_watch_events() */
     char *hookscript;       /* the hook script of the running QEMU, or NULL */
     unsigned long long cpu_ticks;   /* QEMU's user and system time at cpu_sampled */

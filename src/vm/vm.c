@@ -30,6 +30,14 @@
 #define QUIT_GRACE_S 10
 #define TERM_GRACE_S 5
 #define DEFAULT_SHUTDOWN_TIMEOUT_S 180
+/*
+ * Interval of the heartbeat that asks a running QEMU for its status, which
+ * keeps qmpstatus true even if an event was missed, and reconnects a lost
+ * QMP connection.
+ */
+#define HEARTBEAT_MS 10000
+#define HEARTBEAT_TIMEOUT_MS 5000
+
 /* How long the guest agent may take to reply to a ping before shutdown uses ACPI instead. */
 #define AGENT_PING_TIMEOUT_MS 3000
 
@@ -63,6 +71,7 @@ struct qm_vm_op {
 };
 
 static void run_next_op(struct qm_vm *vm);
+static void heartbeat_cb(uv_timer_t *timer);
 static void send_powerdown(struct qm_vm_op *op);
 static void begin_stop(struct qm_vm_op *op, const char *why);
 static void qmp_ready_cb(struct qmp *qmp, const struct qm_error *err, void *opaque);
@@ -114,6 +123,10 @@ struct qm_vm *qm_vm_new(struct qm_node *node, int vmid)
     snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "stopped");
     uv_timer_init(node->loop, &vm->timer);
     vm->timer.data = vm;
+    vm->heartbeat = qm_malloc(sizeof(*vm->heartbeat));
+    uv_timer_init(node->loop, vm->heartbeat);
+    vm->heartbeat->data = vm;
+    uv_timer_start(vm->heartbeat, heartbeat_cb, HEARTBEAT_MS, HEARTBEAT_MS);
     return vm;
 }
 
@@ -466,6 +479,38 @@ static void status_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void
         snprintf(vm->qmpstatus, sizeof(vm->qmpstatus), "%s", status);
 }
 
+static void heartbeat_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
+{
+    struct qm_vm *vm = opaque;
+
+    if (reply->result == QMP_TIMEOUT)
+        qm_log(QM_LOG_WARNING, vm->vmid, "QEMU did not answer query-status within %d ms",
+               HEARTBEAT_TIMEOUT_MS);
+    status_reply_cb(qmp, reply, opaque);
+}
+
+static void heartbeat_cb(uv_timer_t *timer)
+{
+    struct qm_vm *vm = timer->data;
+    struct qm_error err;
+
+    if (vm->state != QM_VM_RUNNING || vm->ops)
+        return;
+    if (vm->qmp) {
+        if (qmp_command_timeout(vm->qmp, "query-status", NULL, HEARTBEAT_TIMEOUT_MS,
+                                heartbeat_reply_cb, vm, &err) < 0)
+            qm_log(QM_LOG_WARNING, vm->vmid, "unable to send query-status: %s", err.msg);
+        return;
+    }
+    /* A running VM without QMP (QEMU was busy when qmd connected): try again. */
+    if (!vm->qmp_missing_logged) {
+        qm_log(QM_LOG_INFO, vm->vmid, "reconnecting to QMP");
+        vm->qmp_missing_logged = true;
+    }
+    if (connect_qmp(vm, HEARTBEAT_TIMEOUT_MS, &err) < 0)
+        qm_log(QM_LOG_WARNING, vm->vmid, "unable to reconnect to QMP: %s", err.msg);
+}
+
 static void ignore_reply_cb(struct qmp *qmp, const struct qmp_reply *reply, void *opaque)
 {
     struct qm_vm *vm = opaque;
@@ -617,14 +662,17 @@ static void qmp_ready_cb(struct qmp *qmp, const struct qm_error *err, void *opaq
     bool starting = op && op->kind == QM_OP_START && op->phase == PHASE_CONNECTING;
 
     if (err) {
-        qm_log(QM_LOG_ERR, vm->vmid, "QMP connection failed: %s", err->msg);
+        /* The heartbeat retries every few seconds: report a lasting failure once. */
+        bool retry = !starting && vm->qmp_missing_logged;
+        qm_log(retry ? QM_LOG_DEBUG : QM_LOG_ERR, vm->vmid, "QMP connection failed: %s",
+               err->msg);
         close_qmp(vm);
         if (starting) {
             char *msg = qm_sprintf("start failed: QMP did not answer: %s", err->msg);
             /* A QEMU whose QMP socket never replies is stopped, so that no half-started VM remains. */
             begin_stop(op, msg);
             free(msg);
-        } else if (vm->state == QM_VM_RUNNING) {
+        } else if (vm->state == QM_VM_RUNNING && !retry) {
             qm_log(QM_LOG_WARNING, vm->vmid, "running without a QMP connection");
         }
         return;
@@ -636,6 +684,7 @@ static void qmp_ready_cb(struct qmp *qmp, const struct qm_error *err, void *opaq
         send_simple(vm, "query-status", start_status_cb);
     } else {
         set_state(vm, QM_VM_RUNNING, "reconnected");
+        vm->qmp_missing_logged = false;
         send_simple(vm, "query-status", status_reply_cb);
     }
 }
@@ -1355,6 +1404,11 @@ void qm_vm_recover(struct qm_vm *vm)
         qm_log(QM_LOG_WARNING, vm->vmid, "unable to reconnect to QMP: %s", err.msg);
 }
 
+static void free_handle_cb(uv_handle_t *handle)
+{
+    free(handle);
+}
+
 static void timer_close_cb(uv_handle_t *handle)
 {
     struct qm_vm *vm = handle->data;
@@ -1384,5 +1438,8 @@ void qm_vm_release(struct qm_vm *vm)
     stop_watching_pid(vm);
     close_qmp(vm);
     drop_removed_listeners(vm, true);
+    /* The heartbeat is a handle of its own, so its close needs nothing of vm. */
+    uv_close((uv_handle_t *)vm->heartbeat, free_handle_cb);
+    vm->heartbeat = NULL;
     uv_close((uv_handle_t *)&vm->timer, timer_close_cb);
 }

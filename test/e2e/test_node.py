@@ -371,3 +371,32 @@ def test_cluster_resources_and_nextid(node):
     assert by_id["qemu/100"]["status"] == "stopped"
     everything = node.api.cluster.resources.get()
     assert {"node/" + NODE, "qemu/100", "qemu/102"} <= {r["id"] for r in everything}
+
+
+def test_lost_qmp_connection_is_restored(node):
+    import socket as socket_module
+    node.create_guest_vm(132)
+    node.run_task(node.vms(132).status.start.post())
+    node.stop()
+    # QEMU serves one QMP client at a time: while this one holds the socket,
+    # the restarted qmd cannot complete its handshake.
+    holder = socket_module.socket(socket_module.AF_UNIX)
+    holder.connect(str(node.root / "run/qemu-server/132.qmp"))
+    holder.recv(4096)
+    node.start()
+    time.sleep(6)
+    assert node.status(132)["status"] == "running"
+    response = node.raw("POST", f"/nodes/{NODE}/qemu/132/monitor", command="info status")
+    assert response.status_code == 500
+    holder.close()
+
+    # The heartbeat reconnects within its interval.
+    deadline = time.monotonic() + 30
+    while True:
+        response = node.raw("POST", f"/nodes/{NODE}/qemu/132/monitor", command="info status")
+        if response.status_code == 200:
+            break
+        assert time.monotonic() < deadline, response.text
+        time.sleep(1)
+    assert "running" in response.json()["data"]
+    node.run_task(node.vms(132).status.stop.post())
