@@ -273,7 +273,7 @@ void api_cluster_resources(struct api_call *call)
 /* The lowest free VM id from 100 on, or whether the vmid parameter is free. */
 void api_cluster_nextid(struct api_call *call)
 {
-    long long wanted = api_param_int(call, "vmid", 100, 999999999, 0);
+    long long requested = api_param_int(call, "vmid", 100, 999999999, 0);
     char text[32];
     size_t n;
 
@@ -281,12 +281,12 @@ void api_cluster_nextid(struct api_call *call)
         api_param_errors_reply(call);
         return;
     }
-    if (wanted) {
-        if (vm_exists(call, (int)wanted)) {
-            api_fail(call, 400, "VM %lld already exists", wanted);
+    if (requested) {
+        if (vm_exists(call, (int)requested)) {
+            api_fail(call, 400, "VM %lld already exists", requested);
             return;
         }
-        snprintf(text, sizeof(text), "\"%lld\"", wanted);
+        snprintf(text, sizeof(text), "\"%lld\"", requested);
         api_reply(call, text);
         return;
     }
@@ -420,7 +420,7 @@ static void reply_upid(struct api_call *call, const struct qm_task *task)
     sb_free(&sb);
 }
 
-/* What a create task needs once its disks exist. */
+/* The state of a create task, kept until its disks exist. */
 struct create_job {
     struct qm_node *node;
     int vmid;

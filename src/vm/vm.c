@@ -31,7 +31,7 @@
 #define TERM_GRACE_S 5
 #define DEFAULT_SHUTDOWN_TIMEOUT_S 180
 /*
- * Interval of the heartbeat that asks a running QEMU for its status, which
+ * Interval of the heartbeat that sends query-status to a running QEMU, which
  * keeps qmpstatus true even if an event was missed, and reconnects a lost
  * QMP connection.
  */
@@ -1124,7 +1124,7 @@ static void agent_shutdown_cb(const struct qmp_reply *reply, void *opaque)
 
 /*
  * As in Proxmox VE, a VM with the guest agent is shut down through the
- * agent. An agent that does not answer a ping gets the ACPI power button.
+ * agent. When the agent does not reply to a ping, the ACPI power button is used.
  */
 struct agent_ping {
     struct qm_vm *vm;
