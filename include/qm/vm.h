@@ -54,6 +54,7 @@ struct qm_vm {
     pid_t pid;
     int pidfd;              /* readable once the QEMU process has exited */
     uv_poll_t *pidfd_poll;
+    uv_timer_t *pid_timer;  /* polls the process where pidfds are not available */
     struct qmp *qmp;
     time_t start_time;
     char *running_qemu;     /* the version QEMU announced */

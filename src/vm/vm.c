@@ -336,8 +336,17 @@ static void pidfd_close_cb(uv_handle_t *handle)
     free(handle);
 }
 
+static void free_pid_timer_cb(uv_handle_t *handle)
+{
+    free(handle);
+}
+
 static void stop_watching_pid(struct qm_vm *vm)
 {
+    if (vm->pid_timer) {
+        uv_close((uv_handle_t *)vm->pid_timer, free_pid_timer_cb);
+        vm->pid_timer = NULL;
+    }
     if (!vm->pidfd_poll)
         return;
     /* The fd stays open until libuv has let go of the handle. */
@@ -426,6 +435,32 @@ static void pidfd_cb(uv_poll_t *handle, int status, int events)
     on_process_exit(vm);
 }
 
+/* Whether pid is a process that has not exited (a zombie has). */
+static bool process_alive(pid_t pid)
+{
+    char path[64];
+    char *data = NULL;
+    bool alive = false;
+
+    /* A child of qmd is reaped here; the process that adopted any other reaps it. */
+    (void)waitpid(pid, NULL, WNOHANG);
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (qm_read_file(path, &data, NULL, NULL) == 0) {
+        const char *state = strrchr(data, ')');
+        alive = state && state[1] == ' ' && state[2] != 'Z' && state[2] != 'X';
+        free(data);
+    }
+    return alive;
+}
+
+static void pid_timer_cb(uv_timer_t *timer)
+{
+    struct qm_vm *vm = timer->data;
+
+    if (!process_alive(vm->pid))
+        on_process_exit(vm);
+}
+
 /* Watches pid through a pidfd; returns -1 when the process is already gone. */
 static int watch_pid(struct qm_vm *vm, pid_t pid)
 {
@@ -433,6 +468,15 @@ static int watch_pid(struct qm_vm *vm, pid_t pid)
     stop_watching_pid(vm);
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 
+    if (fd < 0 && errno == ENOSYS && process_alive(pid)) {
+        /* Kernels before 5.3 (and valgrind) lack pidfd_open: poll five times a second. */
+        vm->pid = pid;
+        vm->pid_timer = qm_malloc(sizeof(*vm->pid_timer));
+        uv_timer_init(vm->node->loop, vm->pid_timer);
+        vm->pid_timer->data = vm;
+        uv_timer_start(vm->pid_timer, pid_timer_cb, 200, 200);
+        return 0;
+    }
     if (fd < 0)
         return -1;
     vm->pid = pid;
@@ -1380,7 +1424,7 @@ void qm_vm_recover(struct qm_vm *vm)
     struct qm_error err;
 
     /* A VM this daemon already manages (a reload) is left as it is. */
-    if (vm->state != QM_VM_STOPPED || vm->pid > 0 || vm->pidfd_poll || vm->ops)
+    if (vm->state != QM_VM_STOPPED || vm->pid > 0 || vm->pidfd_poll || vm->pid_timer || vm->ops)
         return;
     pid_t pid = read_pidfile(vm);
     if (pid <= 0)
