@@ -47,6 +47,7 @@ static const struct agent_route agent_routes[] = {
     {"suspend-ram", "POST", "guest-suspend-ram", true},
     {"exec", "POST", "guest-exec", false},
     {"exec-status", "GET", "guest-exec-status", false},
+    {"set-user-password", "POST", "guest-set-user-password", false},
 };
 
 struct agent_call {
@@ -238,6 +239,36 @@ static char *exec_args(struct api_call *call)
     return sb_detach(&sb);
 }
 
+/*
+ * Builds the arguments of guest-set-user-password: the agent takes the
+ * password base64-encoded. Records parameter errors and returns NULL when
+ * a parameter is missing or invalid.
+ */
+static char *password_args(struct api_call *call)
+{
+    const char *username = api_param(call, "username");
+    const char *password = api_param(call, "password");
+    bool crypted = api_param_bool(call, "crypted", false);
+
+    if (!username)
+        api_param_error(call, "username", "property is missing and it is not optional");
+    if (!password)
+        api_param_error(call, "password", "property is missing and it is not optional");
+    else if (strlen(password) < 5 || strlen(password) > 1024)
+        api_param_error(call, "password", "value must be 5 to 1024 characters long");
+    if (api_has_param_errors(call))
+        return NULL;
+    struct strbuf sb = {0};
+    char *encoded = qm_base64_encode((const unsigned char *)password, strlen(password));
+    sb_add(&sb, "{\"username\":");
+    qm_json_add_string(&sb, username);
+    sb_add(&sb, ",\"password\":");
+    qm_json_add_string(&sb, encoded);
+    sb_addf(&sb, ",\"crypted\":%s}", crypted ? "true" : "false");
+    free(encoded);
+    return sb_detach(&sb);
+}
+
 /* Checks that the VM runs with an agent configured; ends the call with an error otherwise. */
 static bool check_agent(struct api_call *call)
 {
@@ -345,6 +376,12 @@ void api_vm_agent(struct api_call *call)
             return;
         }
         args = qm_sprintf("{\"pid\":%lld}", pid);
+    } else if (strcmp(route->name, "set-user-password") == 0) {
+        args = password_args(call);
+        if (!args) {
+            api_param_errors_reply(call);
+            return;
+        }
     }
     if (!check_agent(call)) {
         free(args);

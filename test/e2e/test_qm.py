@@ -175,6 +175,14 @@ def test_guest_agent_commands(node):
     assert status["exitcode"] == 3
     assert status["out-data"] == "hi\n"
 
+    result = node.vms(207).agent("set-user-password").post(username="root",
+                                                           password="new-secret")
+    assert result == {"result": {}}
+    response = node.raw("POST", f"/nodes/{NODE}/qemu/207/agent/set-user-password",
+                        username="root", password="abc")
+    assert response.status_code == 400
+    assert "password" in response.json()["errors"]
+
     response = node.raw("POST", f"/nodes/{NODE}/qemu/207/agent", command="bogus")
     assert response.status_code == 400
     node.qm("stop", 207)
