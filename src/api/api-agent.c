@@ -15,6 +15,9 @@
 #include "api.h"
 
 #define AGENT_TIMEOUT_MS 10000
+/* The most file-read returns, as in Proxmox VE; the rest is cut and reported as truncated. */
+#define FILE_READ_MAX (16 * 1024 * 1024)
+#define FILE_READ_CHUNK (1024 * 1024)
 
 /* An agent command of the API: its name, HTTP method and guest-agent command. */
 struct agent_route {
@@ -48,12 +51,21 @@ static const struct agent_route agent_routes[] = {
     {"exec", "POST", "guest-exec", false},
     {"exec-status", "GET", "guest-exec-status", false},
     {"set-user-password", "POST", "guest-set-user-password", false},
+    {"file-read", "GET", "guest-file-open", false},
+    {"file-write", "POST", "guest-file-open", false},
 };
 
 struct agent_call {
     struct api_call *call;
     const struct agent_route *route;
     char *args_json;
+    /* file-read and file-write: open, then read or write, then close. */
+    int step;
+    long long handle;
+    struct strbuf content;      /* what was read so far */
+    bool truncated;
+    long long max_read;         /* file-read: the count parameter */
+    char *error;                /* the failure to report once the file is closed */
     struct agent_call *next;
 };
 
@@ -96,6 +108,8 @@ static void finish(struct agent_queue *queue)
 
     queue->head = done->next;
     free(done->args_json);
+    sb_free(&done->content);
+    free(done->error);
     free(done);
     run_next(queue);
 }
@@ -160,23 +174,153 @@ static void reply_cb(const struct qmp_reply *reply, void *opaque)
     finish(queue);
 }
 
-static void run_next(struct agent_queue *queue)
+/* Sends one agent command for the queue's first call; reply gets the outcome. */
+static void send_command(struct agent_queue *queue, const char *command, const char *args,
+                         unsigned timeout, agent_reply_cb reply)
 {
-    struct agent_call *ac = queue->head;
+    struct api_call *call = queue->head->call;
     struct qm_error err;
-
-    if (!ac)
-        return;
-    struct api_call *call = ac->call;
     char *socket_path = qm_sprintf("%s/%d.qga", call->node->paths.run_dir, call->vmid);
-    unsigned timeout = ac->route->no_reply ? 3000 : AGENT_TIMEOUT_MS;
-    int r = agent_command(call->node->loop, socket_path, ac->route->command, ac->args_json,
-                          timeout, reply_cb, queue, NULL, &err);
+    int r = agent_command(call->node->loop, socket_path, command, args, timeout, reply, queue,
+                          NULL, &err);
+
     free(socket_path);
     if (r < 0) {
         api_fail(call, 500, "QEMU guest agent is not running: %s", err.msg);
         finish(queue);
     }
+}
+
+
+static void file_reply_cb(const struct qmp_reply *reply, void *opaque);
+
+static void file_close(struct agent_queue *queue)
+{
+    struct agent_call *ac = queue->head;
+    char *args = qm_sprintf("{\"handle\":%lld}", ac->handle);
+
+    ac->step = 2;
+    send_command(queue, "guest-file-close", args, AGENT_TIMEOUT_MS, file_reply_cb);
+    free(args);
+}
+
+static void file_read_more(struct agent_queue *queue)
+{
+    struct agent_call *ac = queue->head;
+    char *args = qm_sprintf("{\"handle\":%lld,\"count\":%d}", ac->handle, FILE_READ_CHUNK);
+
+    send_command(queue, "guest-file-read", args, AGENT_TIMEOUT_MS, file_reply_cb);
+    free(args);
+}
+
+/*
+ * Steps of file-read and file-write: the reply of guest-file-open gives the
+ * handle, then the file is read in chunks or written at once, and closed
+ * whatever happened, before the API call gets its reply.
+ */
+static void file_reply_cb(const struct qmp_reply *reply, void *opaque)
+{
+    struct agent_queue *queue = opaque;
+    struct agent_call *ac = queue->head;
+    bool reading = strcmp(ac->route->name, "file-read") == 0;
+
+    if (reply->result != QMP_OK && ac->step < 2) {
+        ac->error = reply->result == QMP_ERROR
+                        ? qm_sprintf("Agent error: %s", reply->error_desc)
+                        : qm_sprintf("QEMU guest agent is not running: %s", reply->error_desc);
+        if (ac->step == 1) {
+            file_close(queue);
+            return;
+        }
+        api_fail(ac->call, 500, "%s", ac->error);
+        finish(queue);
+        return;
+    }
+    if (ac->step == 0) {
+        long long handle = -1;
+        if (!reply->ret || !YAJL_IS_INTEGER(reply->ret)) {
+            api_fail(ac->call, 500, "Agent error: guest-file-open returned no handle");
+            finish(queue);
+            return;
+        }
+        handle = YAJL_GET_INTEGER(reply->ret);
+        ac->handle = handle;
+        ac->step = 1;
+        if (reading) {
+            file_read_more(queue);
+        } else {
+            char *args = qm_sprintf("{\"handle\":%lld,\"buf-b64\":%s}", handle, ac->args_json);
+            send_command(queue, "guest-file-write", args, AGENT_TIMEOUT_MS, file_reply_cb);
+            free(args);
+        }
+        return;
+    }
+    if (ac->step == 1) {
+        if (reading) {
+            const char *data = qm_json_get_string(reply->ret, "buf-b64");
+            bool eof = true;
+            size_t len = 0;
+            qm_json_get_bool(reply->ret, "eof", &eof);
+            char *bytes = data ? qm_base64_decode(data, &len) : NULL;
+            if (bytes)
+                sb_addn(&ac->content, bytes, len);
+            free(bytes);
+            if ((long long)ac->content.len > ac->max_read) {
+                ac->content.len = (size_t)ac->max_read;
+                ac->content.buf[ac->content.len] = '\0';
+                ac->truncated = true;
+            } else if (!eof && len > 0) {
+                file_read_more(queue);
+                return;
+            }
+        }
+        file_close(queue);
+        return;
+    }
+    /* Closed: the reply of the API call. */
+    if (ac->error) {
+        api_fail(ac->call, 500, "%s", ac->error);
+    } else if (reading) {
+        struct strbuf sb = {0};
+        sb_add(&sb, "{\"content\":");
+        if (api_param_bool(ac->call, "decode", true)) {
+            qm_json_add_string(&sb, ac->content.buf ? ac->content.buf : "");
+        } else {
+            char *encoded = qm_base64_encode((const unsigned char *)ac->content.buf,
+                                             ac->content.len);
+            qm_json_add_string(&sb, encoded);
+            free(encoded);
+        }
+        if (ac->truncated)
+            sb_add(&sb, ",\"truncated\":true");
+        sb_addc(&sb, '}');
+        api_reply(ac->call, sb.buf);
+        sb_free(&sb);
+    } else {
+        api_reply(ac->call, NULL);
+    }
+    finish(queue);
+}
+
+static void run_next(struct agent_queue *queue)
+{
+    struct agent_call *ac = queue->head;
+
+    if (!ac)
+        return;
+    if (qm_str_starts(ac->route->name, "file-")) {
+        bool reading = strcmp(ac->route->name, "file-read") == 0;
+        const char *path = api_param(ac->call, "file");
+        struct strbuf args = {0};
+        sb_add(&args, "{\"path\":");
+        qm_json_add_string(&args, path);
+        sb_addf(&args, ",\"mode\":\"%s\"}", reading ? "r" : "w");
+        send_command(queue, "guest-file-open", args.buf, AGENT_TIMEOUT_MS, file_reply_cb);
+        sb_free(&args);
+        return;
+    }
+    send_command(queue, ac->route->command, ac->args_json,
+                 ac->route->no_reply ? 3000 : AGENT_TIMEOUT_MS, reply_cb);
 }
 
 /* Appends word number index of a command: the program as "path", the rest into "arg". */
@@ -236,6 +380,42 @@ static char *exec_args(struct api_call *call)
         free(encoded);
     }
     sb_add(&sb, ",\"capture-output\":true}");
+    return sb_detach(&sb);
+}
+
+/*
+ * Checks the parameters of file-read and file-write. For a write it returns
+ * the content as a quoted base64 JSON string (encode=0: the content is
+ * base64 already); for a read an empty object. NULL with parameter errors
+ * recorded when one is missing.
+ */
+static char *file_args(struct api_call *call, bool write)
+{
+    const char *file = api_param(call, "file");
+    const char *content = api_param(call, "content");
+    bool encode = api_param_bool(call, "encode", true);
+
+    if (!file)
+        api_param_error(call, "file", "property is missing and it is not optional");
+    if (write && !content)
+        api_param_error(call, "content", "property is missing and it is not optional");
+    else if (write && strlen(content) > 61440)
+        api_param_error(call, "content", "value may only be 61440 characters long");
+    if (!write) {
+        api_param_int(call, "count", 1, FILE_READ_MAX, FILE_READ_MAX);
+        if (api_param_int(call, "offset", 0, 1LL << 62, 0) > 0)
+            api_param_error(call, "offset", "reading from an offset is not supported yet");
+        api_param_bool(call, "decode", true);
+    }
+    if (api_has_param_errors(call))
+        return NULL;
+    if (!write)
+        return qm_strdup("{}");
+    struct strbuf sb = {0};
+    char *encoded = encode ? qm_base64_encode((const unsigned char *)content, strlen(content))
+                           : qm_strdup(content);
+    qm_json_add_string(&sb, encoded);
+    free(encoded);
     return sb_detach(&sb);
 }
 
@@ -307,6 +487,8 @@ static void queue_call(struct api_call *call, const struct agent_route *route, c
     struct agent_call *ac = qm_calloc(1, sizeof(*ac));
     struct agent_call **tail = &queue->head;
 
+    ac->max_read = api_param_int(call, "count", 1, FILE_READ_MAX, FILE_READ_MAX);
+
     ac->call = call;
     ac->route = route;
     ac->args_json = args_json;
@@ -376,6 +558,12 @@ void api_vm_agent(struct api_call *call)
             return;
         }
         args = qm_sprintf("{\"pid\":%lld}", pid);
+    } else if (qm_str_starts(route->name, "file-")) {
+        args = file_args(call, strcmp(route->name, "file-write") == 0);
+        if (!args) {
+            api_param_errors_reply(call);
+            return;
+        }
     } else if (strcmp(route->name, "set-user-password") == 0) {
         args = password_args(call);
         if (!args) {

@@ -183,6 +183,16 @@ def test_guest_agent_commands(node):
     assert response.status_code == 400
     assert "password" in response.json()["errors"]
 
+    assert node.vms(207).agent("file-write").post(file="/tmp/note", content="line 1\nline 2\n") \
+        is None
+    assert node.vms(207).agent("file-read").get(file="/tmp/note") == \
+        {"content": "line 1\nline 2\n"}
+    assert node.vms(207).agent("file-read").get(file="/tmp/note", count=4) == \
+        {"content": "line", "truncated": 1}
+    response = node.raw("GET", f"/nodes/{NODE}/qemu/207/agent/file-read?file=/missing")
+    assert response.status_code == 500
+    assert "Agent error" in response.json()["message"]
+
     response = node.raw("POST", f"/nodes/{NODE}/qemu/207/agent", command="bogus")
     assert response.status_code == 400
     node.qm("stop", 207)
