@@ -15,7 +15,7 @@
 #include "api.h"
 
 #define AGENT_TIMEOUT_MS 10000
-/* The most file-read returns, as in Proxmox VE; the rest is cut and reported as truncated. */
+/* The maximum that file-read returns, as in Proxmox VE; more is cut and reported as truncated. */
 #define FILE_READ_MAX (16 * 1024 * 1024)
 #define FILE_READ_CHUNK (1024 * 1024)
 
