@@ -148,6 +148,23 @@ static int report_error(const struct response *res)
     return EXIT_FAILED;
 }
 
+/*
+ * Sends a request like request() and treats any status but 200 as a failure:
+ * it prints the error, frees res and returns -1.
+ */
+static int call_api(const char *method, const char *path, const char *form,
+                    struct response *res)
+{
+    if (request(method, path, form, res) < 0)
+        return -1;
+    if (res->status != 200) {
+        report_error(res);
+        response_free(res);
+        return -1;
+    }
+    return 0;
+}
+
 /* Waits for a task, printing its log as it grows; returns 0 when it ended OK. */
 static int follow_task(const char *upid)
 {
@@ -167,15 +184,9 @@ static int follow_task(const char *upid)
         url_encode(&path, upid);
         size_t base = path.len;
         sb_add(&path, "/status");
-        if (request("GET", path.buf, NULL, &res) < 0) {
+        if (call_api("GET", path.buf, NULL, &res) < 0) {
             sb_free(&path);
             return EXIT_FAILED;
-        }
-        if (res.status != 200) {
-            int r = report_error(&res);
-            response_free(&res);
-            sb_free(&path);
-            return r;
         }
         const char *status = qm_json_get_string(response_data(&res), "status");
         if (status && strcmp(status, "stopped") == 0) {
@@ -251,16 +262,9 @@ static int get_vm(int vmid, const char *suffix, struct response *res)
         return -1;
     char *path = qm_sprintf("/nodes/%s/qemu/%d%s", node, vmid, suffix);
     free(node);
-    int r = request("GET", path, NULL, res);
+    int r = call_api("GET", path, NULL, res);
     free(path);
-    if (r < 0)
-        return -1;
-    if (res->status != 200) {
-        report_error(res);
-        response_free(res);
-        return -1;
-    }
-    return 0;
+    return r;
 }
 
 /*
@@ -362,15 +366,10 @@ static int cmd_list(int argc, char **argv)
         return EXIT_FAILED;
     char *path = qm_sprintf("/nodes/%s/qemu", node);
     free(node);
-    int r = request("GET", path, NULL, &res);
+    int r = call_api("GET", path, NULL, &res);
     free(path);
     if (r < 0)
         return EXIT_FAILED;
-    if (res.status != 200) {
-        r = report_error(&res);
-        response_free(&res);
-        return r;
-    }
     yajl_val list = response_data(&res);
     if (strcmp(output_format, "text") != 0) {
         print_json(list);
@@ -403,13 +402,8 @@ static int call_and_follow(const char *method, const char *path, const char *for
 {
     struct response res;
 
-    if (request(method, path, form, &res) < 0)
+    if (call_api(method, path, form, &res) < 0)
         return EXIT_FAILED;
-    if (res.status != 200) {
-        int r = report_error(&res);
-        response_free(&res);
-        return r;
-    }
     yajl_val data = response_data(&res);
     char *upid = data && YAJL_IS_STRING(data) ? qm_strdup(YAJL_GET_STRING(data)) : NULL;
     response_free(&res);
@@ -775,15 +769,9 @@ static int wait_exec(int vmid, long long pid)
     free(node);
     for (;;) {
         struct response res;
-        if (request("GET", path, NULL, &res) < 0) {
+        if (call_api("GET", path, NULL, &res) < 0) {
             free(path);
             return EXIT_FAILED;
-        }
-        if (res.status != 200) {
-            int r = report_error(&res);
-            response_free(&res);
-            free(path);
-            return r;
         }
         yajl_val result = qm_json_get(response_data(&res), "result");
         bool exited = false;
@@ -841,18 +829,13 @@ static int cmd_guest(int argc, char **argv)
         return EXIT_FAILED;
     }
     char *path = qm_sprintf("/nodes/%s/qemu/%d%s", node, vmid, suffix);
-    int r = request(method, path, form.len ? form.buf : NULL, &res);
+    int r = call_api(method, path, form.len ? form.buf : NULL, &res);
     free(path);
     free(node);
     free(suffix);
     sb_free(&form);
     if (r < 0)
         return EXIT_FAILED;
-    if (res.status != 200) {
-        r = report_error(&res);
-        response_free(&res);
-        return r;
-    }
     yajl_val data = response_data(&res);
     yajl_val result = data ? qm_json_get(data, "result") : NULL;
     long long pid = -1;
