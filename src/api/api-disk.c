@@ -1566,12 +1566,8 @@ static void simple_finish(struct disk_update *u, void *opaque, const char *error
 {
     struct simple_change *c = opaque;
 
-    if (c->call) {
-        if (error)
-            api_fail(c->call, 500, "%s", error);
-        else
-            api_reply(c->call, NULL);
-    }
+    if (c->call)
+        api_reply_done(c->call, error);
     sv_free(&c->ids);
     sv_free(&c->found);
     free(c);

@@ -883,12 +883,8 @@ static void config_finish(struct disk_update *update, void *opaque, const char *
 {
     struct config_change *change = opaque;
 
-    if (change->call) {
-        if (error)
-            api_fail(change->call, 500, "%s", error);
-        else
-            api_reply(change->call, NULL);
-    }
+    if (change->call)
+        api_reply_done(change->call, error);
     config_change_free(change);
 }
 

@@ -154,6 +154,14 @@ void api_fail_error(struct api_call *call, const struct qm_error *err)
     reply_error(call, err->code ? err->code : 500, err->msg, NULL);
 }
 
+void api_reply_done(struct api_call *call, const char *error)
+{
+    if (error)
+        api_fail(call, 500, "%s", error);
+    else
+        api_reply(call, NULL);
+}
+
 void api_param_error(struct api_call *call, const char *name, const char *fmt, ...)
 {
     struct strbuf msg = {0};

@@ -29,6 +29,8 @@ void api_reply_total(struct api_call *call, const char *json, long long total);
 void api_fail(struct api_call *call, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void api_fail_error(struct api_call *call, const struct qm_error *err);
+/* Ends a call that returns nothing: null on success, else a 500 with error. */
+void api_reply_done(struct api_call *call, const char *error);
 
 /* Records a parameter error; api_param_errors_reply() sends them all as one 400. */
 void api_param_error(struct api_call *call, const char *name, const char *fmt, ...)
