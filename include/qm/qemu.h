@@ -11,7 +11,7 @@
 #include "qm/storage.h"
 #include "qm/util.h"
 
-/* What the installed QEMU binary reports. */
+/* Capabilities of the installed QEMU binary. */
 struct qm_qemu_caps {
     char *binary;            /* the program to run, e.g. /usr/bin/kvm */
     int major, minor, micro;
@@ -61,7 +61,7 @@ struct qm_host_bridge {
     int mtu;
 };
 
-/* What the host offers a VM. */
+/* The host profile: the resources and features a VM can use. */
 struct qm_host {
     char *arch;              /* x86_64, aarch64 */
     char *cpu_vendor;        /* GenuineIntel, AuthenticAMD, ... */

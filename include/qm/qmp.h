@@ -55,8 +55,9 @@ struct qmp_version {
 struct qmp_callbacks {
     /*
      * Called once when the handshake (greeting and qmp_capabilities) has
-     * finished: err is NULL on success, or says why connecting failed or
-     * timed out. Not called when the owner closes the connection first.
+     * finished: err is NULL on success, or gives the reason connecting
+     * failed or timed out. Not called when the owner closes the connection
+     * first.
      */
     void (*ready)(struct qmp *qmp, const struct qm_error *err, void *opaque);
     /* Called for every event received after the handshake; may be NULL. */

@@ -11,7 +11,7 @@
 
 /*
  * An error report filled in where a failure starts. code is the HTTP status
- * that the API answers with (400 for bad input, 404 for a missing object,
+ * of the API response (400 for bad input, 404 for a missing object,
  * 409 for a conflict, 500 for everything else); callers above only return -1.
  */
 struct qm_error {

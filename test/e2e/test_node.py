@@ -378,7 +378,7 @@ def test_lost_qmp_connection_is_restored(node):
     node.create_guest_vm(132)
     node.run_task(node.vms(132).status.start.post())
     node.stop()
-    # QEMU serves one QMP client at a time: while this one holds the socket,
+    # QEMU serves one QMP client at a time: while this client is connected,
     # the restarted qmd cannot complete its handshake.
     holder = socket_module.socket(socket_module.AF_UNIX)
     holder.connect(str(node.root / "run/qemu-server/132.qmp"))
